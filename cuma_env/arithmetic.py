@@ -10,8 +10,8 @@ uninformative):
     L4  a - b        a, b in 10..99 (the result may be negative)
     L5  a + b - c    a, b, c in 10..99
 
-Train and eval never overlap: every problem belongs to exactly one split by a fixed hash of its operands
-(about 20% go to eval), independent of any seed. Within a split, `get(level, index)` walks a permutation
+Train and test never overlap: every problem belongs to exactly one split by a fixed hash of its operands
+(about 20% go to test), independent of any seed. Within a split, `get(level, index)` walks a permutation
 seeded by (seed, level), so a stream is reproducible from (seed, level, index).
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from cuma_env.problems import LEVELS, Problem
 
-SPLITS = ("train", "eval")
-EVAL_SHARE_MODULUS = 5  # one problem in five goes to eval
+SPLITS = ("train", "test")
+EVAL_SHARE_MODULUS = 5  # one problem in five goes to the test split
 
 # (operand ranges, operator signs after the first operand)
 _LADDER: dict[int, tuple[tuple[range, ...], tuple[str, ...]]] = {
@@ -66,7 +66,7 @@ def _split_operands(level: int, split: str, seed: int) -> np.ndarray:
     axes = np.meshgrid(*[np.arange(r.start, r.stop) for r in ranges], indexing="ij")
     grid = np.stack([a.reshape(-1) for a in axes], axis=1)
     is_eval = _split_hash(grid) % EVAL_SHARE_MODULUS == 0
-    chosen = grid[is_eval if split == "eval" else ~is_eval]
+    chosen = grid[is_eval if split == "test" else ~is_eval]
     order = np.random.default_rng([seed, level, SPLITS.index(split)]).permutation(len(chosen))
     return chosen[order]
 

@@ -1,0 +1,57 @@
+"""`cuma demo`: label-free episodes of `CuMa-Arith-v0` played by the embedded weak base.
+
+Shows what the environment does before any training: per level, each group's answers, its majority vote,
+whether it is masked, the rewards, and (diagnostic only) whether the majority was right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("demo", help="play label-free episodes with the embedded tiny base",
+                                   description=__doc__)
+    parser.add_argument("--episodes", type=int, default=3, help="episodes per level (default 3)")
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--min-votes", type=float, default=2, help="count (>= 1) or share of the group (< 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the episodes as JSONL here")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    import torch
+
+    import cuma_env  # noqa: F401  (registers the envs)
+    from agents.base_cache import ensure_tiny_base
+    from agents.base_eval import generate_completions
+    from agents.tiny_model import load_tiny_base
+
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    min_votes = int(args.min_votes) if args.min_votes >= 1 else float(args.min_votes)
+    model, tokenizer = load_tiny_base(ensure_tiny_base(progress=True))
+    env = gym.make("CuMa-Arith-v0", group_size=args.group_size, min_votes=min_votes)
+    records = []
+    for level in range(1, 6):
+        print(f"\n== level {level} ==")
+        for episode in range(args.episodes):
+            prompt, _ = env.reset(seed=args.seed * 1000 + level * 100 + episode, options={"level": level})
+            group = generate_completions(model, tokenizer, [prompt], samples=args.group_size,
+                                         temperature=args.temperature)[0]
+            _, reward, _, _, info = env.step(group)
+            mark = "masked" if info["masked"] else f"majority={info['majority']!r} x{info['majority_count']}"
+            truth = "right" if info.get("majority_correct") else "wrong"
+            print(f"{prompt!r}\n  answers={info['answers']}\n  {mark} ({truth}, diagnostic) "
+                  f"mean reward={reward:.2f}")
+            records.append({"prompt": prompt, "completions": list(group), **info})
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in records))
+        print(f"\nwrote {len(records)} episodes to {args.out}")
+    return 0

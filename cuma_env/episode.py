@@ -1,0 +1,103 @@
+"""Scoring one episode: a problem and its group of completions in, rewards and statistics out.
+
+Both environment faces (Gymnasium and TorchRL) and the replay-buffer group-vote transform call
+`score_group`, so they agree exactly on answers, votes, rewards and the info a curriculum reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cuma_env.answers import extract_answer
+from cuma_env.problems import Problem
+from cuma_env.rewards import Group, GroupReward, make_reward, reference_correctness
+from cuma_env.voting import majority_vote
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """The knobs of an episode that every face shares (validated once, here)."""
+
+    group_size: int = 8
+    min_votes: int | float = 2
+    reward: Any = "masked_majority"
+    last_number_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 1:
+            raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
+        if isinstance(self.min_votes, bool) or not isinstance(self.min_votes, (int, float)):
+            raise ValueError(f"min_votes must be an int count or a float ratio, got {self.min_votes!r}")
+        if isinstance(self.min_votes, int) and not 1 <= self.min_votes <= self.group_size:
+            raise ValueError(f"min_votes count must be in 1..group_size={self.group_size}, got {self.min_votes}")
+        if isinstance(self.min_votes, float) and not 0.0 < self.min_votes <= 1.0:
+            raise ValueError(f"min_votes ratio must be in (0, 1], got {self.min_votes}")
+        make_reward(self.reward)  # fail fast on an unknown reward name
+
+
+def check_completions(completions: Any, group_size: int) -> tuple[str, ...]:
+    """The group as a tuple of strings, or one clear error saying what was wrong."""
+    if isinstance(completions, (str, bytes)):
+        raise TypeError(f"step() takes a group of {group_size} completion strings, got a single "
+                        f"{type(completions).__name__}; wrap it in a list")
+    try:
+        group = tuple(completions)
+    except TypeError:
+        raise TypeError(f"step() takes a sequence of {group_size} strings, got {type(completions).__name__}") from None
+    if len(group) != group_size:
+        raise ValueError(f"step() takes exactly group_size={group_size} completions, got {len(group)}")
+    bad = [i for i, c in enumerate(group) if not isinstance(c, str)]
+    if bad:
+        raise TypeError(f"every completion must be a str; positions {bad} are "
+                        f"{sorted({type(group[i]).__name__ for i in bad})}")
+    return group
+
+
+def score_group(problem: Problem, completions: Sequence[str], config: EpisodeConfig,
+                reward: GroupReward | None = None, token_stats: Sequence[float] | None = None) -> dict[str, Any]:
+    """Extract, vote, reward. Returns the step `info` dict (documented in the README)."""
+    completions = check_completions(completions, config.group_size)
+    reward = reward if reward is not None else make_reward(config.reward)
+    answers = tuple(extract_answer(c, last_number_fallback=config.last_number_fallback) for c in completions)
+    vote = majority_vote(answers, min_votes=config.min_votes)
+    group = Group(problem=problem, completions=completions, answers=answers, vote=vote,
+                  token_stats=None if token_stats is None else tuple(float(v) for v in token_stats))
+    outcome = reward(group)
+    if len(outcome.rewards) != config.group_size:
+        raise ValueError(f"reward {reward.name!r} returned {len(outcome.rewards)} rewards for a group of "
+                         f"{config.group_size}")
+    info: dict[str, Any] = {
+        "rewards": list(outcome.rewards),
+        "masked": bool(outcome.masked),
+        "majority": vote.label,
+        "majority_count": vote.count,
+        "agreement": vote.agreement,
+        "parse_rate": vote.parse_rate,
+        "answers": list(answers),
+        "level": problem.level,
+        "problem_id": problem.id,
+        "source": problem.source,
+        "group_size": config.group_size,
+        "reward_name": reward.name,
+    }
+    correct = reference_correctness(group)
+    if correct is not None:  # diagnostics only: never read by label-free rewards
+        label_cluster = vote.clusters[0] if vote.clusters else ()
+        info["correct"] = list(correct)
+        info["majority_correct"] = bool(label_cluster) and correct[label_cluster[0]]
+    return info
+
+
+def answer_concentration(majorities: Sequence[str | None]) -> float:
+    """Share of the most common majority answer across *different* prompts (1.0 = collapse).
+
+    Label-free collapse sign from the paper: a model that emits one constant answer agrees with itself on
+    every prompt. Uses exact labels; majority labels are already canonical per group.
+    """
+    labels = [m for m in majorities if m is not None]
+    if not labels:
+        return 0.0
+    return Counter(labels).most_common(1)[0][1] / len(labels)

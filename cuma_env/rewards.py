@@ -1,0 +1,170 @@
+"""Group-level reward functions behind one interface.
+
+A reward function sees a whole group (one prompt, G responses) and returns G rewards plus a mask flag.
+The vote is computed once per group by the caller (`cuma_env.episode.score_group`) and handed to every
+reward, so switching reward never changes the label-free statistics a curriculum sees.
+
+| name              | paper role                    | labels? | masks?                                  |
+|-------------------|-------------------------------|---------|-----------------------------------------|
+| `masked_majority` | CuMa (default)                | no      | when the largest cluster < `min_votes`  |
+| `majority`        | TTRL                          | no      | never                                   |
+| `self_certainty`  | Intuitor                      | no      | never                                   |
+| `ground_truth`    | GRPO with labels (upper bound)| yes     | never                                   |
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cuma_env.problems import Problem
+from cuma_env.voting import Vote
+
+
+@dataclass(frozen=True)
+class Group:
+    """Everything a reward function may look at for one prompt's group of responses."""
+
+    problem: Problem
+    completions: tuple[str, ...]
+    answers: tuple[str | None, ...]
+    vote: Vote
+    token_stats: tuple[float, ...] | None = None  # per-response self-certainty, from the caller's logits
+
+    @property
+    def size(self) -> int:
+        return len(self.completions)
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    rewards: tuple[float, ...]
+    masked: bool
+
+
+class GroupReward(Protocol):
+    name: str
+    uses_labels: bool
+
+    def __call__(self, group: Group) -> GroupOutcome: ...
+
+
+class MaskedMajority:
+    """CuMa: 1 for agreeing with the majority answer; the group is masked when no answer has `min_votes`.
+
+    The threshold itself lives in the vote (`min_votes` of the environment), so this reads it from there.
+    """
+
+    name = "masked_majority"
+    uses_labels = False
+
+    def __call__(self, group: Group) -> GroupOutcome:
+        return GroupOutcome(rewards=group.vote.rewards, masked=group.vote.masked)
+
+
+class Majority:
+    """TTRL: 1 for agreeing with the largest cluster, whatever its size; never masks.
+
+    Unlike TTRL's own code, an unparseable answer never votes (see method.md, open choices), so a group with
+    no answer at all gets zero rewards rather than rewarding emptiness.
+    """
+
+    name = "majority"
+    uses_labels = False
+
+    def __call__(self, group: Group) -> GroupOutcome:
+        winners = set(group.vote.clusters[0]) if group.vote.clusters else set()
+        return GroupOutcome(rewards=tuple(1.0 if i in winners else 0.0 for i in range(group.size)), masked=False)
+
+
+class SelfCertainty:
+    """Intuitor: the reward is each response's self-certainty, mean over its tokens of
+    logsumexp(logits) - mean(logits) (= KL(uniform || p) up to a constant).
+
+    The caller computes it from the policy's logits (see `agents`), since the environment never sees them;
+    GRPO's group normalisation turns the raw values into advantages.
+    """
+
+    name = "self_certainty"
+    uses_labels = False
+
+    def __call__(self, group: Group) -> GroupOutcome:
+        stats = group.token_stats
+        if stats is None or len(stats) != group.size:
+            raise ValueError("reward 'self_certainty' needs token_stats: one self-certainty value per response "
+                             f"({group.size}), computed by the caller from the policy's logits")
+        if not all(math.isfinite(float(v)) for v in stats):
+            raise ValueError(f"self-certainty values must be finite, got {list(stats)}")
+        return GroupOutcome(rewards=tuple(float(v) for v in stats), masked=False)
+
+
+class GroundTruth:
+    """GRPO with labels: 1 for an answer equivalent to the problem's hidden reference. Not label-free."""
+
+    name = "ground_truth"
+    uses_labels = True
+
+    def __call__(self, group: Group) -> GroupOutcome:
+        correct = reference_correctness(group)
+        if correct is None:
+            raise ValueError(f"reward 'ground_truth' needs a reference answer; problem {group.problem.id!r} has none")
+        return GroupOutcome(rewards=tuple(1.0 if c else 0.0 for c in correct), masked=False)
+
+
+def reference_correctness(group: Group) -> tuple[bool, ...] | None:
+    """Per-response correctness against the hidden answer (None without one).
+
+    One equivalence check per cluster, not per response: members of a cluster are equivalent already.
+    """
+    reference = group.problem.answer
+    if reference is None:
+        return None
+    from cuma_env.answers import is_equivalent
+
+    correct = [False] * group.size
+    for members in group.vote.clusters:
+        if is_equivalent(group.answers[members[0]], reference):
+            for i in members:
+                correct[i] = True
+    return tuple(correct)
+
+
+REWARDS: dict[str, Callable[[], GroupReward]] = {
+    "masked_majority": MaskedMajority,
+    "majority": Majority,
+    "self_certainty": SelfCertainty,
+    "ground_truth": GroundTruth,
+}
+
+
+class _CallableReward:
+    """Adapts a user function `fn(group) -> GroupOutcome | Sequence[float]` (never masks if it returns floats)."""
+
+    uses_labels = False
+
+    def __init__(self, fn: Callable[[Group], GroupOutcome | Sequence[float]]):
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, group: Group) -> GroupOutcome:
+        out = self.fn(group)
+        if isinstance(out, GroupOutcome):
+            return out
+        rewards = tuple(float(r) for r in out)
+        return GroupOutcome(rewards=rewards, masked=False)
+
+
+def make_reward(reward: str | GroupReward | Callable[[Group], GroupOutcome | Sequence[float]]) -> GroupReward:
+    """A reward by name (`masked_majority`, `majority`, `self_certainty`, `ground_truth`) or a callable."""
+    if isinstance(reward, str):
+        try:
+            return REWARDS[reward]()
+        except KeyError:
+            raise ValueError(f"unknown reward {reward!r}; choose one of {sorted(REWARDS)} or pass a callable") from None
+    if hasattr(reward, "name") and hasattr(reward, "uses_labels") and callable(reward):
+        return reward  # already a GroupReward
+    if callable(reward):
+        return _CallableReward(reward)
+    raise TypeError(f"reward must be a name or a callable, got {type(reward).__name__}")

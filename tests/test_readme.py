@@ -1,0 +1,34 @@
+"""The README opens with the two commands users and CI run; keep them and the CLI true."""
+
+import re
+from pathlib import Path
+
+from agents.cli import COMMANDS, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def top_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block and text.index("```bash") < text.index("\n\n", text.index("# ")) + 5, "commands come first"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_install_and_test_commands():
+    main, tests = top_commands()
+    assert main.startswith("pip install -e . && cuma ")
+    assert tests.startswith('pip install -e ".[test]" && ') and "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "grep -m1 '^pip install -e \"\\.\\[test\\]\"' README.md" in ci and 'eval "$test_command"' in ci
+
+
+def test_main_command_is_a_cuma_subcommand():
+    main = top_commands()[0]
+    sub = main.split("cuma ", 1)[1].split()[0]
+    parser = build_parser()
+    assert sub in COMMANDS
+    assert parser.parse_args(main.split("cuma ", 1)[1].split()).command == sub
