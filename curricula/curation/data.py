@@ -1,0 +1,147 @@
+"""The files curation reads: the seed pool (reference examples) and the evaluation sets (never to be copied).
+
+Files are found through an explicit `data_dir` argument or the `CUMA_DATA_DIR` environment variable. A missing
+file is one `DataFileMissing` error that names the path looked at and how to provide it. This module reads the
+JSONL layouts of `/work/shared/data/README.md` directly (stdlib only) so the curation tools do not depend on the
+environment's loaders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cuma_env.datasets import DataFileNotFoundError
+
+DATA_DIR_ENV = "CUMA_DATA_DIR"
+
+SEED_POOL_FILE = "math/prm800k_train_12k.jsonl"
+# name -> (relative path, field holding the problem text)
+EVAL_FILES: dict[str, tuple[str, str]] = {
+    "math500": ("math/math500_test.jsonl", "problem"),
+    "gsm8k_test": ("gsm8k/test.jsonl", "question"),
+    "aime24": ("aime24/test.jsonl", "problem"),
+    "amc23": ("amc23/test.jsonl", "problem"),
+}
+
+
+class DataFileMissing(DataFileNotFoundError):
+    """A data file (or the data folder) is not where curation looked for it (a `cuma_env` data error)."""
+
+
+@dataclass(frozen=True)
+class SeedProblem:
+    """One reference problem from the seed pool."""
+
+    id: str
+    text: str
+    level: int | None
+    subject: str | None
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """`data_dir` if given, else `$CUMA_DATA_DIR`; one clear error if neither names an existing folder."""
+    if data_dir is None:
+        env = os.environ.get(DATA_DIR_ENV)
+        if not env:
+            raise DataFileMissing(
+                f"no data folder given: pass --data-dir (or data_dir=) or set {DATA_DIR_ENV} to the folder that "
+                f"holds math/, gsm8k/, aime24/, amc23/")
+        data_dir = env
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise DataFileMissing(f"data folder {str(path)!r} does not exist; pass --data-dir (or data_dir=) or set "
+                              f"{DATA_DIR_ENV} to the folder that holds math/, gsm8k/, aime24/, amc23/")
+    return path
+
+
+def data_file(relative: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Absolute path of a data file; `DataFileMissing` names the path looked at and `CUMA_DATA_DIR`."""
+    path = resolve_data_dir(data_dir) / relative
+    if not path.is_file():
+        raise DataFileMissing(f"data file not found: {str(path)!r}; pass --data-dir (or data_dir=) or set "
+                              f"{DATA_DIR_ENV} to the folder that holds {relative}")
+    return path
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Records of a JSONL file; a bad line is an error naming the file and line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileMissing(f"data file not found: {str(path)!r}")
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object")
+            yield record
+
+
+def _text_of(record: dict[str, Any], fields: Sequence[str]) -> str | None:
+    for name in fields:
+        value = record.get(name)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def load_seed_pool(path: str | os.PathLike[str] | None = None,
+                   data_dir: str | os.PathLike[str] | None = None) -> list[SeedProblem]:
+    """Reference problems: any JSONL with `problem` (or `question`/`prompt`) and an int `level`.
+
+    Default: the MATH 12k training pool under the data folder. Records without a level 1-5 are skipped (they
+    cannot serve as examples of a stated level).
+    """
+    file = Path(path) if path is not None else data_file(SEED_POOL_FILE, data_dir)
+    if not file.is_file():
+        raise DataFileMissing(f"seed pool not found: {str(file)!r}; pass --seed-pool FILE or set {DATA_DIR_ENV}")
+    pool = []
+    for i, rec in enumerate(iter_jsonl(file)):
+        text = _text_of(rec, ("problem", "question", "prompt"))
+        level = rec.get("level")
+        if text is None or not isinstance(level, int) or not 1 <= level <= 5:
+            continue
+        rid = rec.get("unique_id") or rec.get("id") or f"{file.stem}:{i}"
+        subject = rec.get("subject") or rec.get("type") or rec.get("topic")
+        pool.append(SeedProblem(str(rid), text, level, subject if isinstance(subject, str) else None))
+    if not pool:
+        raise ValueError(f"seed pool {str(file)!r} has no records with a `problem` and a level 1-5")
+    return pool
+
+
+def load_eval_texts(data_dir: str | os.PathLike[str] | None = None,
+                    names: Sequence[str] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """{benchmark name: [(id, problem text), ...]} for MATH-500, GSM8K test, AIME24 and AMC23 (default: all)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name in names if names is not None else EVAL_FILES:
+        if name not in EVAL_FILES:
+            raise KeyError(f"unknown evaluation set {name!r}; known: {sorted(EVAL_FILES)}")
+        relative, fld = EVAL_FILES[name]
+        path = data_file(relative, data_dir)
+        items = []
+        for i, rec in enumerate(iter_jsonl(path)):
+            text = _text_of(rec, (fld, "problem", "question"))
+            if text is not None:
+                items.append((f"{name}:{rec.get('unique_id', rec.get('id', i))}", text))
+        out[name] = items
+    return out
+
+
+def load_extra_texts(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """[(id, text)] of any JSONL file with `problem`/`question`/`prompt` (extra sets to keep out of the output)."""
+    file = Path(path)
+    items = []
+    for i, rec in enumerate(iter_jsonl(file)):
+        text = _text_of(rec, ("problem", "question", "prompt"))
+        if text is not None:
+            items.append((f"{file.stem}:{rec.get('unique_id', rec.get('id', i))}", text))
+    return items
