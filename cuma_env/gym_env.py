@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
+from cuma_env.answers import prewarm
 from cuma_env.catalog import SPLITS, get_task, make_source
 from cuma_env.episode import EpisodeConfig, score_group
 from cuma_env.problems import Problem, ProblemSource, ProblemStream
@@ -70,6 +71,8 @@ class CuMaEnv(gym.Env):
         self.render_mode = render_mode
         self.observation_space = MathText(max_prompt_chars, min_length=1)
         self.action_space = group_action_space(group_size, max_completion_chars)
+        if any(self.task.datasets.values()):  # real-data answers may need sympy: start its worker early
+            prewarm()
         self.problem: Problem | None = None
         self._last_info: dict[str, Any] | None = None
 
