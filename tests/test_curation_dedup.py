@@ -1,6 +1,5 @@
 """Exact and near-duplicate detection (curricula.curation.dedup), on real benchmark files where it matters."""
 
-import os
 import random
 import re
 import time
@@ -15,13 +14,6 @@ from curricula.curation.parsing import parse_completion
 
 FIXTURES = Path(__file__).parent / "fixtures" / "curation"
 
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = Path(os.environ.get("CUMA_DATA_DIR", "/work/shared/data"))
-    if not (path / "math" / "math500_test.jsonl").is_file():
-        pytest.skip(f"benchmark data not found under {path} (set CUMA_DATA_DIR)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -239,13 +239,6 @@ def test_bad_specs():
 
 # ------------------------------------------------------------------------------------------------- cuma curate, killed
 
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = Path(os.environ.get("CUMA_DATA_DIR", "/work/shared/data"))
-    if not (path / "gsm8k" / "train.jsonl").is_file():
-        pytest.skip(f"benchmark data not found under {path} (set CUMA_DATA_DIR)")
-    return path
-
 
 def _gsm8k_completer(data_dir: Path):
     """25 GSM8K *train* questions per request (new ones each time), plus a near copy of a MATH-500 problem."""

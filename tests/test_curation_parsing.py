@@ -6,7 +6,6 @@ a completion cut by the token limit, leaked answers, duplicates, near copies of 
 """
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -230,14 +229,8 @@ def test_bounds_and_switches():
     assert check_answer("\\frac{1}{2") is None and check_answer(" 7 ") == "7"
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("CUMA_DATA_DIR", "/work/shared/data"))
-
-
-def test_real_benchmark_problems_mostly_pass_validation():
-    path = _data_dir() / "math" / "math500_test.jsonl"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (set CUMA_DATA_DIR to the benchmark data folder)")
+def test_real_benchmark_problems_mostly_pass_validation(data_dir):
+    path = data_dir / "math" / "math500_test.jsonl"
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     records = [r for r in records if "[asy]" not in r["problem"]]
     rejected = [r for r in records if validate_problem(repair_statement(r["problem"]), r["answer"])]

@@ -6,7 +6,6 @@ character tokenizer, so its output is garbage and only the plumbing is checked.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,13 +23,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "curation"
 FIXTURE_TEXTS = [p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.txt"))]
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = Path(os.environ.get("CUMA_DATA_DIR", "/work/shared/data"))
-    if not (path / "math" / "prm800k_train_12k.jsonl").is_file():
-        pytest.skip(f"benchmark data not found under {path} (set CUMA_DATA_DIR)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,6 @@ from cuma_env.torch_stats import response_self_certainty, self_certainty_from_lo
 from cuma_env.torchrl_env import TORCHRL_KWARGS, read_responses  # noqa: E402
 
 G = 4
-DATA_DIR = Path(os.environ.get("CUMA_DATA_DIR", "/work/shared/data"))
 
 
 @pytest.fixture
@@ -75,11 +73,9 @@ def test_arith_env_passes_check_env_specs(tiny, input_mode):
     assert env.full_reward_spec["reward"].shape == torch.Size([G, 1, 1])
 
 
-def test_math_env_from_data_dir(tiny):
-    if not (DATA_DIR / "math").is_dir():
-        pytest.skip(f"no MATH data under {DATA_DIR} (set CUMA_DATA_DIR)")
+def test_math_env_from_data_dir(tiny, data_dir):
     _, tokenizer = tiny
-    env = make_torchrl_env("CuMa-Math-v0", group_size=G, tokenizer=tokenizer, levels=[1, 2], data_dir=DATA_DIR,
+    env = make_torchrl_env("CuMa-Math-v0", group_size=G, tokenizer=tokenizer, levels=[1, 2], data_dir=data_dir,
                            seed=1)
     check_env_specs(env)
     td = env.reset()
