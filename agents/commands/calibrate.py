@@ -1,0 +1,196 @@
+"""`cuma calibrate`: label-free difficulty calibration of problems for a target model.
+
+Samples --n-samples answers per problem from the model, measures agreement (largest answer cluster / N) and
+the mask (no answer twice), and assigns a measured level by agreement bands (default: L1 >= 0.8, L2 >= 0.55,
+L3 >= 0.4, L4 >= 0.3, L5 below or masked; see curricula/calibration.py). No label is read to measure; when
+records carry an `answer`, the report also says how well agreement predicts a correct majority.
+
+  cuma calibrate --data arith --per-level 100 --out cal/                 # the procedural family, tiny base
+  cuma calibrate --model Qwen/Qwen2.5-0.5B --data curated.jsonl --device cuda --max-new-tokens 3072 --out cal/
+
+--data is `arith` (the procedural family, first --per-level problems of each level of --arith-split) or a
+JSONL in the pools' layout (`problem`, `level`, optional `answer`; e.g. `cuma curate` output). Writes under
+--out: calibrated.jsonl (input records + measured_level, agreement, masked, majority, n_samples, and
+majority_correct / sample_accuracy when an answer exists), calibration.md (table), calibration.png
+(requested vs measured heatmap + agreement per level), calibration.json (summary + settings).
+Use the output in training with `curricula.mixing.measured_source(path)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from curricula.calibration import DEFAULT_BANDS
+
+    parser = subparsers.add_parser("calibrate", help="measure problem difficulty for a model by answer agreement",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", metavar="PATH",
+                        help="tiny (the embedded base, default) | model directory | hub id")
+    parser.add_argument("--data", required=True, metavar="FILE|arith", help="a pool JSONL, or `arith`")
+    parser.add_argument("--n-samples", type=int, default=8, help="answers sampled per problem (default 8)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 16 for arith, 1024 otherwise")
+    parser.add_argument("--per-level", type=int, default=None, metavar="N",
+                        help="at most N problems per requested level (default: 100 for arith, all for a file)")
+    parser.add_argument("--arith-split", default="train", choices=("train", "test"),
+                        help="split of the procedural family (default train: calibrated problems are for training)")
+    parser.add_argument("--bands", default=",".join(f"{t:g}" for t in DEFAULT_BANDS), metavar="T1,T2,T3,T4",
+                        help="agreement thresholds of levels 1-4 (default %(default)s)")
+    parser.add_argument("--min-votes", type=float, default=2,
+                        help="mask threshold: a count (2) or a share of N (0.75) (default 2)")
+    parser.add_argument("--prompt-template", default=None, choices=("compact", "default"),
+                        help="default: compact for arith, default otherwise")
+    parser.add_argument("--no-chat-template", action="store_true",
+                        help="send the prompt text as is (default: through the tokenizer's chat template, as the "
+                             "training env does)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--batch-size", type=int, default=512, help="sequences per generate call (default 512)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"cuma calibrate: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+def _load_records(args: argparse.Namespace) -> tuple[list[dict], str, bool]:
+    """(records, prompt template, is_arith)."""
+    from curricula.calibration import arith_records, select_per_level
+    from cuma_env.datasets import read_jsonl
+
+    if args.data == "arith":
+        return arith_records(args.per_level or 100, split=args.arith_split, seed=0), "compact", True
+    path = Path(args.data)
+    if not path.is_file():
+        raise FileNotFoundError(f"--data {path}: no such file (give a JSONL in the pools' layout, or `arith`)")
+    records = select_per_level(read_jsonl(path), args.per_level)
+    if not records:
+        raise ValueError(f"--data {path}: no records")
+    return records, "default", False
+
+
+def _load_model(name: str, device_name: str, dtype_name: str):
+    """(model, tokenizer, device, dtype): the tiny base through its checked loader, anything else via HF."""
+    import torch
+
+    from agents.policy import load_model, model_source, resolve_device, resolve_dtype
+
+    device = resolve_device(device_name)
+    dtype = resolve_dtype(dtype_name, device)
+    source = model_source(name)
+    if (Path(source) / "cuma_base.json").is_file():
+        from agents.tiny_model import load_tiny_base
+
+        model, tokenizer = load_tiny_base(source)
+        model.to(device)
+    else:
+        model, tokenizer = load_model(source, device)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, device, dtype if device.type != "cpu" else torch.float32
+
+
+def make_generate(model, tokenizer, device, dtype, *, temperature: float, top_p: float, max_new_tokens: int,
+                  batch_size: int, chat_template: bool):
+    """`generate(prompts, n) -> [[str] * n]`: batched, left-padded HF sampling (chat template if asked)."""
+    import contextlib
+
+    import torch
+
+    def render(prompts):
+        if chat_template and getattr(tokenizer, "chat_template", None):
+            from agents.policy import render_prompts
+
+            return render_prompts(tokenizer, prompts)
+        return list(prompts)
+
+    def generate(prompts, n):
+        texts = render(prompts)
+        out = []
+        per_call = max(1, batch_size // n)
+        autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32
+                    else contextlib.nullcontext())
+        for start in range(0, len(texts), per_call):
+            chunk = texts[start:start + per_call]
+            enc = tokenizer(chunk, padding=True, padding_side="left", return_tensors="pt",
+                            add_special_tokens=False).to(device)
+            with torch.no_grad(), autocast:
+                seqs = model.generate(**enc, do_sample=True, temperature=float(temperature), top_p=float(top_p),
+                                      top_k=None, num_return_sequences=n, max_new_tokens=max_new_tokens,
+                                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            decoded = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out.extend(decoded[i * n:(i + 1) * n] for i in range(len(chunk)))
+        return out
+
+    return generate
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from curricula.calibration import Bands, calibrate, format_report, summarize, write_report
+
+    if args.n_samples < 2:
+        return _error(f"--n-samples must be >= 2 to measure agreement, got {args.n_samples}")
+    if args.temperature <= 0:
+        return _error(f"--temperature must be > 0, got {args.temperature}")
+    if args.per_level is not None and args.per_level < 1:
+        return _error(f"--per-level must be >= 1, got {args.per_level}")
+    min_votes = int(args.min_votes) if float(args.min_votes).is_integer() and args.min_votes >= 1 else args.min_votes
+    try:
+        bands = Bands.parse(args.bands)
+        records, default_template, is_arith = _load_records(args)
+        model, tokenizer, device, dtype = _load_model(args.model, args.device, args.dtype)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        return _error(str(exc))
+    template = args.prompt_template or default_template
+    max_new = args.max_new_tokens or (16 if is_arith else 1024)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    generate = make_generate(model, tokenizer, device, dtype, temperature=args.temperature, top_p=args.top_p,
+                             max_new_tokens=max_new, batch_size=args.batch_size,
+                             chat_template=not args.no_chat_template)
+    started = time.perf_counter()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(args.seed)
+            calibrated = calibrate(records, generate, template=template, n_samples=args.n_samples, bands=bands,
+                                   min_votes=min_votes, chunk=max(1, args.batch_size // args.n_samples),
+                                   progress=not args.no_progress)
+    except ValueError as exc:  # a record without problem text, a bad --min-votes
+        return _error(str(exc))
+    seconds = time.perf_counter() - started
+    summary = summarize(calibrated, bands)
+    title = f"Difficulty calibration: {args.model} on {args.data} (N={args.n_samples}, T={args.temperature:g})"
+    meta = {"model": args.model, "data": args.data, "n_samples": args.n_samples, "temperature": args.temperature,
+            "top_p": args.top_p, "max_new_tokens": max_new, "template": template, "seed": args.seed,
+            "per_level": args.per_level or (100 if is_arith else None), "arith_split": args.arith_split if is_arith else None,
+            "min_votes": min_votes, "chat_template": not args.no_chat_template, "device": str(device),
+            "seconds": round(seconds, 2)}
+    paths = write_report(calibrated, summary, args.out, meta=meta, title=title)
+    print(format_report(summary, title))
+    print(f"{len(calibrated)} problems in {seconds:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agents.commands.calibrate ...` (the same as `cuma calibrate ...`)."""
+    parser = argparse.ArgumentParser(prog="cuma")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    return run(parser.parse_args(["calibrate", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
