@@ -1,0 +1,1 @@
+"""Agents for CuMa gym: the TorchRL GRPO agent, the embedded tiny base model, evaluation and the `cuma` CLI."""

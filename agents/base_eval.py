@@ -1,0 +1,172 @@
+"""Per-level statistics of a base model on the procedural arithmetic held-out split.
+
+For each level: greedy pass@1; sampled pass@1 at temperature T (k samples per problem); maj@k (the
+plurality answer of the k samples is right; unparseable answers never vote); the masked share (CuMa's mask:
+no answer occurs twice); and the majority's accuracy by the size of the largest cluster, which says whether
+agreement is informative at that level. Batched HF `generate` with left padding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from cuma_env.arithmetic import SPLITS, ArithmeticSource
+from cuma_env.problems import LEVELS
+from cuma_env.prompting import format_prompt
+
+EVAL_SPLIT = "test"  # the held-out split of the arithmetic family
+
+
+@dataclass
+class LevelStats:
+    level: int
+    n: int                    # problems evaluated (the level's held-out size caps it: level 1 has ~20)
+    greedy: float             # greedy pass@1
+    pass1: float              # sampled pass@1 at the temperature, mean over k samples
+    maj: float                # maj@k: plurality answer of the k samples is right
+    masked: float             # share of groups whose largest cluster < 2 (CuMa masks them)
+    unanimous: float          # share of groups where all k samples agree (and parse)
+    no_answer: float          # share of sampled completions with no extractable answer
+    # largest-cluster size -> {"groups": count, "majority_acc": accuracy of the plurality answer}
+    majority_by_cluster: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class BaseReport:
+    levels: list[LevelStats]
+    temperature: float
+    samples: int
+    n_per_level: int
+    seed: int
+    split: str
+    seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def level(self, level: int) -> LevelStats:
+        return next(s for s in self.levels if s.level == level)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for stats in data["levels"]:
+            stats["majority_by_cluster"] = {str(k): v for k, v in stats["majority_by_cluster"].items()}
+        return data
+
+    def format_table(self) -> str:
+        k, t = self.samples, self.temperature
+        head = (f"| level | n | greedy | pass@1 T={t:g} | maj@{k} | masked | unanimous | no answer "
+                f"| majority acc by largest cluster (size: acc/groups) |")
+        lines = [head, "|" + "---|" * 9]
+        for s in self.levels:
+            by = ", ".join(f"{c}: {v['majority_acc']:.2f}/{int(v['groups'])}"
+                           for c, v in sorted(s.majority_by_cluster.items()))
+            lines.append(f"| {s.level} | {s.n} | {s.greedy:.2f} | {s.pass1:.2f} | {s.maj:.2f} | {s.masked:.2f} "
+                         f"| {s.unanimous:.2f} | {s.no_answer:.2f} | {by} |")
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def generate_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
+                         samples: int = 1, temperature: float | None = None, max_new_tokens: int = 16,
+                         batch_size: int = 512) -> list[list[str]]:
+    """Completions per prompt (`samples` each). `temperature=None` is greedy (then samples must be 1).
+
+    Left padding; prompts are encoded without special tokens (the tiny base has no BOS).
+    """
+    if temperature is None and samples != 1:
+        raise ValueError("greedy decoding gives one completion per prompt; pass a temperature to sample")
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    out: list[list[str]] = []
+    per_call = max(1, batch_size // samples)
+    try:
+        for start in range(0, len(prompts), per_call):
+            chunk = list(prompts[start:start + per_call])
+            enc = tokenizer(chunk, padding=True, return_tensors="pt", add_special_tokens=False)
+            kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                          eos_token_id=tokenizer.eos_token_id)
+            if temperature is None:
+                kwargs.update(do_sample=False)
+            else:
+                kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=None,
+                              num_return_sequences=samples)
+            seqs = model.generate(**enc, **kwargs)
+            texts = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out.extend(texts[i * samples:(i + 1) * samples] for i in range(len(chunk)))
+    finally:
+        tokenizer.padding_side = previous_side
+    return out
+
+
+def _correct(extracted: str | None, truth: str) -> bool:
+    if extracted is None:
+        return False
+    if extracted.strip() == truth:
+        return True
+    try:
+        int(extracted.strip())
+        return False  # two different integers
+    except ValueError:
+        pass
+    from cuma_env.answers import is_equivalent
+
+    return bool(is_equivalent(extracted, truth))
+
+
+def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int = 200,
+                  levels: Sequence[int] = LEVELS, temperature: float = 0.6, samples: int = 8, seed: int = 0,
+                  split: str = EVAL_SPLIT, template: str = "compact", max_new_tokens: int = 16,
+                  batch_size: int = 512, num_threads: int | None = 1) -> BaseReport:
+    """Evaluate `model` per level on the first `n_per_level` problems of `ArithmeticSource(split, seed)`."""
+    from cuma_env.answers import extract_answer
+    from cuma_env.voting import majority_vote
+
+    if n_per_level < 1 or samples < 1 or temperature <= 0:
+        raise ValueError("n_per_level and samples must be >= 1 and temperature > 0")
+    start = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    was_training = model.training
+    model.eval()
+    source = ArithmeticSource(split=split, seed=seed)
+    results = []
+    try:
+        for level in levels:
+            n = min(n_per_level, source.size(level))
+            problems = [source.get(level, i) for i in range(n)]
+            prompts = [format_prompt(p, template) for p in problems]
+            greedy = generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                          batch_size=batch_size)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed * 1000 + level)
+                sampled = generate_completions(model, tokenizer, prompts, samples=samples, temperature=temperature,
+                                               max_new_tokens=max_new_tokens, batch_size=batch_size)
+            greedy_hits = pass_hits = maj_hits = masked = unanimous = no_answer = 0
+            by_cluster: dict[int, list[int]] = {}
+            for problem, g, group in zip(problems, greedy, sampled):
+                greedy_hits += _correct(extract_answer(g[0]), problem.answer)
+                answers = [extract_answer(text) for text in group]
+                no_answer += sum(a is None for a in answers)
+                pass_hits += sum(_correct(a, problem.answer) for a in answers)
+                vote = majority_vote(answers, min_votes=2)  # label = plurality answer even when masked
+                masked += bool(vote.masked)
+                right = vote.label is not None and _correct(vote.label, problem.answer)
+                maj_hits += right
+                unanimous += vote.count == samples
+                by_cluster.setdefault(int(vote.count), []).append(int(right))
+            results.append(LevelStats(
+                level=level, n=n, greedy=greedy_hits / n, pass1=pass_hits / (n * samples), maj=maj_hits / n,
+                masked=masked / n, unanimous=unanimous / n, no_answer=no_answer / (n * samples),
+                majority_by_cluster={c: {"groups": len(v), "majority_acc": sum(v) / len(v)}
+                                     for c, v in sorted(by_cluster.items())}))
+    finally:
+        torch.set_num_threads(previous_threads)
+        model.train(was_training)
+    return BaseReport(levels=results, temperature=temperature, samples=samples, n_per_level=n_per_level,
+                      seed=seed, split=split, seconds=time.perf_counter() - start)

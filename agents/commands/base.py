@@ -1,0 +1,72 @@
+"""`cuma base`: build (or load from the cache) the embedded tiny base model and print its per-level profile.
+
+    cuma base                       # default base (seed 0), 200 held-out problems per level
+    cuma base --seed 1 --out runs/base-s1 --n-per-level 100
+    cuma base --rebuild             # train again and replace the cache entry
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "base", help="build or load the embedded tiny base model and print its per-level profile",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the base model (default 0)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="warm-up steps (default: the TinyBaseConfig default; another value is another base)")
+    parser.add_argument("--out", type=Path, default=None, help="directory to write base_profile.json into")
+    parser.add_argument("--n-per-level", type=int, default=200, help="held-out problems per level (default 200)")
+    parser.add_argument("--samples", type=int, default=8, help="samples per problem for pass@1/maj@k (default 8)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
+    parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out order and sampling")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="cache root (default $CUMA_CACHE_DIR or ~/.cache/cuma)")
+    parser.add_argument("--rebuild", action="store_true", help="train again even if the base is cached")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar while training")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.base_cache import ensure_tiny_base, read_metadata
+    from agents.base_config import TinyBaseConfig
+    from agents.base_eval import evaluate_base
+    from agents.tiny_model import count_parameters, load_tiny_base
+
+    changes = {"seed": args.seed}
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    try:
+        config = TinyBaseConfig(**changes)
+    except ValueError as error:
+        print(f"cuma base: {error}")
+        return 2
+    if args.n_per_level < 1 or args.samples < 1 or args.temperature <= 0:
+        print("cuma base: --n-per-level and --samples must be >= 1 and --temperature > 0")
+        return 2
+    started = time.perf_counter()
+    path = ensure_tiny_base(config, cache_dir=args.cache_dir, progress=not args.no_progress, rebuild=args.rebuild)
+    ready = time.perf_counter() - started
+    meta = read_metadata(path)
+    model, tokenizer = load_tiny_base(path)
+    report = evaluate_base(model, tokenizer, n_per_level=args.n_per_level, temperature=args.temperature,
+                           samples=args.samples, seed=args.eval_seed)
+    print(f"tiny base: {path}")
+    print(f"  {count_parameters(model):,} parameters, seed {config.seed}, {config.steps} warm-up steps, "
+          f"trained in {meta['train_seconds']:.0f} s (ready in {ready:.1f} s this time), "
+          f"final loss {meta['final_loss']:.3f}")
+    print(f"  held-out split '{report.split}', up to {report.n_per_level} problems per level, "
+          f"{report.samples} samples at T={report.temperature:g}; evaluated in {report.seconds:.1f} s")
+    print(report.format_table())
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        payload = {"base_path": str(path), "base": meta, "profile": report.to_dict()}
+        out_file = args.out / "base_profile.json"
+        out_file.write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {out_file}")
+    return 0

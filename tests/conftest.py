@@ -1,0 +1,45 @@
+"""Session fixtures shared by the test suite.
+
+One OpenMP thread: on the 2-core CI machines more threads make torch kernels contend (a `generate` of 8x32
+tokens took 7.2 s with 2 threads vs 0.04 s with 1). The variable is set before anything imports torch;
+torch itself is imported only by the fixtures that need it, so tests that check `cuma_env` stays free of
+torch still can.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory) -> "os.PathLike[str]":
+    """The default tiny base, built once per session: into $CUMA_CACHE_DIR when set (and reused across
+    sessions), else into a session temporary directory."""
+    from agents.base_cache import ensure_tiny_base
+
+    _one_thread()
+    cache = os.environ.get("CUMA_CACHE_DIR") or tmp_path_factory.mktemp("cuma-cache")
+    return ensure_tiny_base(cache_dir=cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_random_model():
+    """(model, tokenizer): the tiny base's architecture and tokenizer with random weights (instant)."""
+    from agents.base_config import TinyBaseConfig
+    from agents.tiny_model import build_tiny_model
+
+    _one_thread()
+    model, tokenizer = build_tiny_model(TinyBaseConfig())
+    model.eval()
+    return model, tokenizer
