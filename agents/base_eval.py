@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from cuma_env.arithmetic import SPLITS, ArithmeticSource
+from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.problems import LEVELS
 from cuma_env.prompting import format_prompt
 

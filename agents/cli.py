@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo", "base", "curate")
+COMMANDS = ("demo", "train", "eval", "base", "calibrate", "curate")
 
 
 def build_parser() -> argparse.ArgumentParser:
