@@ -23,14 +23,13 @@ def _one_thread() -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_base_dir(tmp_path_factory) -> "os.PathLike[str]":
-    """The default tiny base, built once per session: into $CUMA_CACHE_DIR when set (and reused across
-    sessions), else into a session temporary directory."""
+def tiny_base_dir() -> "os.PathLike[str]":
+    """The default tiny base, from the same cache every command uses ($CUMA_CACHE_DIR, else ~/.cache/cuma),
+    so the suite and the commands it runs (`cuma train`, `cuma calibrate`, ...) build it at most once."""
     from agents.base_cache import ensure_tiny_base
 
     _one_thread()
-    cache = os.environ.get("CUMA_CACHE_DIR") or tmp_path_factory.mktemp("cuma-cache")
-    return ensure_tiny_base(cache_dir=cache, progress=False)
+    return ensure_tiny_base(progress=False)
 
 
 @pytest.fixture(scope="session")
