@@ -1,0 +1,105 @@
+"""`cuma eval`: pass@1 greedy, sampled pass@1 and maj@k per level of a model on a benchmark.
+
+  cuma eval --model runs/demo/model --bench arith                  # the procedural test split, levels 1-5
+  cuma eval --model runs/demo --bench arith                        # a run directory: its final or last weights
+  cuma eval --model Qwen/Qwen2.5-0.5B --bench math500 --samples 8 --max-new-tokens 3072 --device cuda
+  cuma eval --model tiny --bench gsm8k --n 200 --out evals/tiny
+
+--model takes `tiny` (the embedded base), a model directory, a hub id, or a run directory of `cuma train`.
+math500 / gsm8k / aime24 / amc23 read $CUMA_DATA_DIR (or --data-dir). Writes eval-<bench>.json and
+eval-<bench>.csv under --out (default: the current directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from agents.evaluation import BENCHES
+
+    parser = subparsers.add_parser("eval", help="pass@1 greedy and maj@k per level on a benchmark",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, metavar="PATH", help="tiny | model dir | hub id | run dir")
+    parser.add_argument("--bench", required=True, choices=BENCHES)
+    parser.add_argument("--samples", type=int, default=8, help="k of maj@k and sampled pass@1 (default 8)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--n", type=int, default=None, metavar="N", help="at most N problems per level (default all)")
+    parser.add_argument("--levels", default=None, metavar="L,L", help="only these levels, e.g. 1,2")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="default: 16 for arith, 1024 for the others")
+    parser.add_argument("--batch-size", type=int, default=256, help="sequences per generate call (default 256)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--backend", default="transformers", choices=("transformers", "vllm"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=None, help="benchmark data folder (default $CUMA_DATA_DIR)")
+    parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write results")
+    return parser
+
+
+def resolve_model(path: str) -> tuple[str, dict | None]:
+    """A model path to load, plus a state dict when `path` is a run directory without a final model/."""
+    run = Path(path)
+    if (run / "config.yaml").is_file() and not (run / "config.json").is_file():
+        if (run / "model" / "config.json").is_file():
+            return str(run / "model"), None
+        from agents.checkpoint import latest_checkpoint, load_checkpoint
+        from agents.config import from_dict, read_yaml
+
+        checkpoint = latest_checkpoint(run)
+        if checkpoint is None:
+            raise FileNotFoundError(f"run directory {run} has neither model/ nor a checkpoint")
+        config = from_dict(read_yaml(run / "config.yaml"))
+        return config.model.path, load_checkpoint(checkpoint)["model"]
+    return path, None
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.config import ModelConfig, RolloutConfig
+    from agents.evaluation import bench_problems, evaluate, format_table
+    from agents.policy import build_policy
+
+    try:
+        levels = tuple(int(x) for x in args.levels.split(",")) if args.levels else None
+        model_path, state = resolve_model(args.model)
+        problems, template = bench_problems(args.bench, args.n, levels=levels, data_dir=args.data_dir, seed=0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"cuma eval: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    max_new = args.max_new_tokens or (16 if args.bench == "arith" else 1024)
+    model_config = ModelConfig(path=model_path, backend=args.backend, device=args.device, dtype=args.dtype)
+    policy = build_policy(model_config, RolloutConfig(max_new_tokens=max_new, temperature=args.temperature),
+                          seed=args.seed)
+    if state is not None:
+        policy.model.load_state_dict(state)
+        policy.sync_weights()
+    result = evaluate(policy, problems, template, samples=args.samples, temperature=args.temperature,
+                      max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p)
+    print(format_table(result, f"{args.model} on {args.bench}:"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {"model": args.model, "bench": args.bench, "max_new_tokens": max_new, **result}
+    (args.out / f"eval-{args.bench}.json").write_text(json.dumps(payload, indent=2, default=str))
+    with open(args.out / f"eval-{args.bench}.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["level", "n", "greedy", "pass1", "maj", "parse_rate"])
+        for level, s in result["levels"].items():
+            writer.writerow([level, s["n"], s["greedy"], s["pass1"], s["maj"], s["parse_rate"]])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agents.commands.eval ...` (the same as `cuma eval ...`)."""
+    parser = argparse.ArgumentParser(prog="cuma")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    return run(parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The learner: TorchRL's `GRPOLoss` on the kept groups, AdamW with warm-up + cosine, gradient clipping.
+
+    learner = Learner(policy, config.train)
+    stats = learner.step(batch.data)        # one optimizer step; returns loss / grad norm / KL / ...
+
+Speed and correctness choices:
+- Only groups that can teach enter the forward/backward: masked groups are dropped by the vote (option:
+  `masked_groups: zero_advantage` keeps them, advantage 0, in the loss denominators and KL), and with
+  `skip_uniform_groups` every other group whose advantages are all zero is dropped here (its gradient is
+  exactly zero; it would only dilute the token mean).
+- On-policy reuse: there is one optimizer step per batch, so the "old" log-probs equal the current ones.
+  `OnPolicyGRPOLoss` takes them from the loss's own forward, detached (ratio 1, gradient of the ratio
+  intact), instead of a second scoring pass. This also sidesteps gotcha 1 (`log_probs.full` is None after
+  `TransformersWrapper` generation). The scorer is a tokens-mode wrapper, so the loss uses the `sft` masking
+  strategy (gotcha 4: tokens-mode actor + `sft`).
+- Optional KL to a frozen reference (`kl_coef > 0`): the reference's log-probs are computed for the kept
+  members only, under `no_grad`, and stored where GRPOLoss reads them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torchrl.objectives.llm import GRPOLoss
+
+from agents.config import TrainConfig
+from agents.policy import Policy
+
+REF_KEY = ("next", "ref_log_probs", "full")
+
+
+class OnPolicyGRPOLoss(GRPOLoss):
+    """`GRPOLoss` whose old log-probs come from the same forward, detached (one step per batch)."""
+
+    def _log_weight(self, tensordict, adv_shape):
+        cur_log_prob, dist, _ = self._get_cur_log_prob(tensordict)
+        mask = dist.mask
+        cur_log_prob = torch.where(mask, cur_log_prob, 0.0)
+        prev_log_prob = cur_log_prob.detach()
+        log_weight = (cur_log_prob - prev_log_prob).unsqueeze(-1)
+        kl_approx = (prev_log_prob - cur_log_prob).unsqueeze(-1)
+        tensordict.set("_cur_log_prob", cur_log_prob)
+        return log_weight, dist, kl_approx, mask
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak lr for optimizer step `step` (0-based): linear warm-up, then cosine or flat."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class LearnStats:
+    loss: float = 0.0
+    grad_norm: float = 0.0
+    lr: float = 0.0
+    clip_fraction: float = 0.0
+    kl_to_ref: float = 0.0
+    entropy: float = 0.0
+    trained_groups: int = 0
+    trained_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def response_tokens(batch: Any) -> int:
+    """Response tokens in a batch: attention-mask positions after the (left-padded) prompt block."""
+    mask = batch.get(("masks", "all_attention_mask"), as_padded_tensor=True, padding_value=False)
+    prompt = batch.get(("tokens", "prompt"), as_padded_tensor=True)
+    if mask is None or prompt is None:
+        return 0
+    return int(mask[..., prompt.shape[-1]:].sum())
+
+
+class Learner:
+    def __init__(self, policy: Policy, config: TrainConfig, group_size: int):
+        self.policy, self.config, self.group_size = policy, config, group_size
+        self.loss_module = OnPolicyGRPOLoss(
+            policy.scorer, clip_epsilon=config.clip_epsilon, entropy_bonus=config.entropy_coef > 0,
+            entropy_coeff=config.entropy_coef, kl_to_ref_coeff=config.kl_coef or None, masking_strategy="sft",
+            aggregation=config.aggregation, device=policy.device)
+        params = [p for p in policy.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.adam_betas),
+                                           weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._factor)
+        self.reference = policy.make_reference() if config.kl_coef > 0 else None
+
+    def _factor(self, step: int) -> float:
+        c = self.config
+        return lr_factor(step, c.steps, c.warmup_steps, c.schedule, c.min_lr_ratio)
+
+    def select(self, data: Any) -> Any:
+        """The members of groups that carry a gradient (see the module docstring); None if there are none."""
+        if data is None:
+            return None
+        n = data.batch_size[0]
+        advantage = data.get("advantage").reshape(n // self.group_size, self.group_size)
+        masked = data.get(("next", "masked")).reshape(n // self.group_size, self.group_size)[:, 0]
+        keep = torch.ones(n // self.group_size, dtype=torch.bool)
+        if self.config.skip_uniform_groups:
+            keep = (advantage != 0).any(-1) | (masked & (self.config.masked_groups == "zero_advantage"))
+        if not keep.any():
+            return None
+        if keep.all():
+            return data
+        index = torch.arange(n).reshape(-1, self.group_size)[keep].reshape(-1)
+        return data[index]
+
+    def step(self, data: Any) -> LearnStats:
+        """One optimizer step on the selected members (the schedule advances even with nothing to learn)."""
+        import time
+
+        start = time.perf_counter()
+        stats = LearnStats(lr=self.optimizer.param_groups[0]["lr"])
+        batch = self.select(data)
+        self.optimizer.zero_grad(set_to_none=True)
+        if batch is not None:
+            batch = batch.to(self.policy.device) if self.policy.device.type != "cpu" else batch
+            if self.reference is not None:
+                with torch.no_grad(), self.policy.autocast():
+                    ref = self.reference(batch.copy())
+                batch.set(REF_KEY, ref.get(("log_probs", "full")).float())
+            with self.policy.autocast():
+                out = self.loss_module(batch)
+            loss = out.loss_objective
+            for extra in ("loss_entropy", "loss_kl_to_ref"):
+                value = getattr(out, extra, None)
+                if value is not None:
+                    loss = loss + value
+            loss.backward()
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            if self.config.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            else:
+                norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+            self.optimizer.step()
+            stats.loss = float(loss.detach())
+            stats.grad_norm = float(norm)
+            stats.clip_fraction = float(out.clip_fraction)
+            stats.kl_to_ref = float(out.kl_to_ref) if out.kl_to_ref is not None else 0.0
+            stats.entropy = float(out.entropy) if out.entropy is not None else 0.0
+            stats.trained_groups = batch.batch_size[0] // self.group_size
+            stats.trained_tokens = response_tokens(batch)
+        else:
+            self.optimizer.step()  # no gradients: a no-op that keeps the scheduler's step order
+        self.scheduler.step()
+        self.policy.sync_weights()
+        stats.seconds = time.perf_counter() - start
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        if self.reference is not None:
+            state["reference"] = self.reference.model.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.reference is not None and "reference" in state:
+            self.reference.model.load_state_dict(state["reference"])

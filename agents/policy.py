@@ -1,0 +1,246 @@
+"""The policy: a causal LM behind TorchRL's LLM wrappers, on the right device and precision.
+
+    policy = build_policy(config.model, config.rollout, seed=0)
+    policy.generator      # TransformersWrapper / vLLMWrapper, generate=True, text mode: the collector's policy
+    policy.scorer         # TransformersWrapper, generate=False, tokens mode, over the trained weights (the loss actor)
+    policy.generate_texts(prompts, samples=8, temperature=0.6, max_new_tokens=8)   # eval / probes, plain batched
+    policy.sync_weights() # after an optimizer step (vLLM: push the new weights into the engine; HF: nothing)
+
+`model.path` is `tiny` (the embedded tiny base, built and cached on first use), a local HF directory or a
+hub id. Precision: weights stay float32 (AdamW master weights); `model.dtype` bfloat16/float16 runs every
+forward under `torch.autocast` (`auto`: bfloat16 on CUDA, float32 on CPU).
+
+Backends: `transformers` (CPU or CUDA; HF `generate`) and `vllm` (GPU only, optional extra). vLLM runs
+in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`); weights reach it through TorchRL's `vLLMUpdaterV2` over an
+engine whose `update_weights` loads them into the in-process model (TorchRL's `LocalLLMWrapper` makes that a
+no-op). The vLLM path is not exercised by CI (no CPU wheel exists).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.config import TINY_MODEL, ModelConfig, RolloutConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"model.device={name!r} but CUDA is not available here; use model.device=cpu or auto")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def model_source(path: str) -> str:
+    """The directory or hub id to load: `tiny` resolves to the cached embedded base (built if missing)."""
+    if path == TINY_MODEL:
+        from agents.base_cache import ensure_tiny_base
+
+        return str(ensure_tiny_base(progress=True))  # a bar only on first use (built once, then cached)
+    return path
+
+
+def load_model(path: str, device: torch.device):
+    """(model, tokenizer): float32 weights on `device`, eval mode (TorchRL's GRPO note: keep eval mode)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = model_source(path)
+    if not Path(source).exists() and "/" not in source:
+        raise FileNotFoundError(f"model {path!r}: no such directory, and not a hub id (owner/name)")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(device)
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def render_prompts(tokenizer: Any, texts: Sequence[str]) -> list[str]:
+    """The exact prompt text the TorchRL chat env gives the policy (TorchRL's History + chat template)."""
+    from tensordict import set_list_to_stack
+    from torchrl.data.llm import History
+
+    with set_list_to_stack(True):
+        history = History.from_chats([[{"role": "user", "content": t}] for t in texts])
+        out = history.apply_chat_template(tokenizer=tokenizer, add_generation_prompt=True)
+    return [out] if isinstance(out, str) else list(out)
+
+
+@dataclass
+class Policy:
+    model: torch.nn.Module
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    backend: str
+    generator: Any
+    scorer: Any
+    source: str
+    engine: Any = None
+    updater: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def sync_weights(self) -> None:
+        """Make the generator sample from the current weights (a no-op when they are the same tensors)."""
+        if self.updater is not None:
+            self.updater.push_weights_from_transformers(self.model)
+
+    def make_reference(self) -> Any:
+        """A frozen copy of the current weights behind a log-prob wrapper (the KL reference)."""
+        from torchrl.modules.llm import TransformersWrapper
+
+        ref = copy.deepcopy(self.model).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return TransformersWrapper(ref, tokenizer=self.tokenizer, input_mode="tokens", generate=False,
+                                   return_log_probs=True, pad_output=True, device=self.device)
+
+    @torch.no_grad()
+    def generate_texts(self, prompts: Sequence[str], *, samples: int = 1, temperature: float | None = None,
+                       max_new_tokens: int = 16, top_p: float = 1.0, batch_size: int = 512) -> list[list[str]]:
+        """`samples` completions per rendered prompt; `temperature=None` is greedy. Batched, left-padded."""
+        if temperature is None and samples != 1:
+            raise ValueError("greedy decoding gives one completion per prompt; pass a temperature to sample")
+        if self.backend == "vllm":
+            return _vllm_generate(self.engine.llm_instance, prompts, samples, temperature, max_new_tokens, top_p)
+        tok = self.tokenizer
+        out: list[list[str]] = []
+        per_call = max(1, batch_size // samples)
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                      eos_token_id=tok.eos_token_id)
+        if temperature is None:
+            kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+        else:
+            kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=float(top_p),
+                          num_return_sequences=samples)
+        for start in range(0, len(prompts), per_call):
+            chunk = list(prompts[start:start + per_call])
+            enc = tok(chunk, padding=True, padding_side="left", return_tensors="pt").to(self.device)
+            with self.autocast():
+                seqs = self.model.generate(**enc, **kwargs)
+            texts = tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out.extend(texts[i * samples:(i + 1) * samples] for i in range(len(chunk)))
+        return out
+
+
+def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int = 0) -> Policy:
+    """Load the model and build the generation and scoring wrappers for the configured backend."""
+    from torchrl.modules.llm import TransformersWrapper
+
+    # TorchRL's log-prob code calls cross_entropy(reduce=False): a deprecation warning on every forward
+    warnings.filterwarnings("ignore", message="size_average and reduce args will be deprecated")
+    device = resolve_device(model_config.device)
+    dtype = resolve_dtype(model_config.dtype, device)
+    if device.type == "cpu":
+        torch.set_num_threads(model_config.num_threads)
+    model, tokenizer = load_model(model_config.path, device)
+    scorer = TransformersWrapper(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
+                                 return_log_probs=True, pad_output=True, device=device)
+    policy = Policy(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend=model_config.backend,
+                    generator=None, scorer=scorer, source=model_source(model_config.path))
+    if model_config.backend == "vllm":
+        _attach_vllm(policy, model_config, rollout, seed)
+    else:
+        policy.generator = _AutocastWrapper.wrap(TransformersWrapper(
+            model, tokenizer=tokenizer, input_mode="text", generate=True, return_log_probs=True, pad_output=True,
+            device=device, generate_kwargs=dict(max_new_tokens=rollout.max_new_tokens, do_sample=True,
+                                                temperature=rollout.temperature, top_p=rollout.top_p, top_k=None)),
+            policy)
+    return policy
+
+
+class _AutocastWrapper:
+    """Runs a wrapper's forward under the policy's autocast (bf16 on CUDA); a no-op in float32."""
+
+    @staticmethod
+    def wrap(wrapper: Any, policy: Policy) -> Any:
+        if policy.dtype == torch.float32:
+            return wrapper
+        forward = wrapper.forward
+
+        def autocast_forward(*args: Any, **kwargs: Any):
+            with policy.autocast():
+                return forward(*args, **kwargs)
+
+        wrapper.forward = autocast_forward
+        return wrapper
+
+
+# --- vLLM (GPU only; optional extra) -------------------------------------------------------------
+def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed: int) -> None:
+    if policy.device.type != "cuda":
+        raise RuntimeError("model.backend=vllm needs a CUDA GPU; use model.backend=transformers on CPU")
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: weights load directly
+    try:
+        from vllm import LLM
+    except ImportError:
+        raise RuntimeError('model.backend=vllm needs vLLM: pip install "cuma-gym[vllm]" (GPU machines only)') from None
+    from torchrl.collectors.llm.weight_update.vllm_v2 import vLLMUpdaterV2
+    from torchrl.modules.llm import vLLMWrapper
+
+    llm = LLM(model=policy.source, dtype="bfloat16" if policy.dtype != torch.float32 else "float32",
+              gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, max_model_len=cfg.vllm_max_model_len,
+              enable_prefix_caching=True, seed=seed)
+    engine = _in_process_engine(llm, policy.source)
+    policy.engine = engine
+    policy.generator = vLLMWrapper(llm, tokenizer=policy.tokenizer, input_mode="text", generate=True,
+                                   return_log_probs=True, pad_output=True,
+                                   generate_kwargs=dict(max_tokens=rollout.max_new_tokens,
+                                                        temperature=rollout.temperature, top_p=rollout.top_p))
+    policy.updater = vLLMUpdaterV2(engine)
+    policy.updater.init()
+
+
+def _in_process_engine(llm: Any, name: str) -> Any:
+    from torchrl.modules.llm.backends.vllm.vllm_sync import LocalLLMWrapper
+
+    class InProcessVLLMEngine(LocalLLMWrapper):
+        """TorchRL's local engine interface, with weight updates that really load into the in-process model."""
+
+        def get_model_metadata(self) -> dict:
+            return {}
+
+        def update_weights(self, weights: Iterator[tuple[str, torch.Tensor]]) -> None:
+            weights = [(k, v.detach().to(torch.bfloat16)) for k, v in weights]
+
+            def load(worker: Any) -> None:
+                worker.model_runner.model.load_weights(weights=weights)
+
+            self.llm_instance.collective_rpc(load)
+            self.reset_prefix_cache()
+
+    return InProcessVLLMEngine(llm, tensor_parallel_size=1, model_name=name)
+
+
+def _vllm_generate(llm: Any, prompts: Sequence[str], samples: int, temperature: float | None,
+                   max_new_tokens: int, top_p: float) -> list[list[str]]:
+    from vllm import SamplingParams
+
+    params = SamplingParams(n=samples, temperature=0.0 if temperature is None else temperature,
+                            top_p=1.0 if temperature is None else top_p, max_tokens=max_new_tokens)
+    outputs = llm.generate(list(prompts), params, use_tqdm=False)
+    return [[c.text for c in o.outputs] for o in outputs]

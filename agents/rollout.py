@@ -1,0 +1,208 @@
+"""Rollouts: TorchRL's `LLMCollector` over the CuMa TorchRL env, groups scored on the replay-buffer write path.
+
+One call of `Rollout.collect()` gives one optimizer step's data: `prompts_per_step` groups of `group_size`
+responses. The env batch holds all of them (B = P x G, so one `generate` call samples the whole step), the
+collector writes them into a replay buffer whose write transform is `cuma_env.group_vote.GroupVote`: it votes
+per group, tells the curriculum (`observe`), writes rewards and group-normalised advantages, and drops
+masked groups (option: keep them with zero advantage). For `self_certainty` the collector's `postproc`
+adds each response's self-certainty before the vote.
+
+Workarounds (notes/torchrl-llm-0.14.md):
+- gotcha 7: the collector resets the env at construction, and that batch is never stepped. The stream's
+  state is saved before the collector is built and restored after, so no problem is lost.
+- gotcha 8: the `auto_register_policy_transforms` warning is filtered.
+- `ReplayBuffer.extend` runs its transforms through `Transform.inv`, which shallow-copies the lazily stacked
+  batch first (~0.2 s per 128 members here); the collector's batch is fresh, so `_WritePath` skips the copy.
+- gotcha 1: the generator's `log_probs.full` is not needed: one optimizer step per batch is on-policy, so the
+  learner takes the old log-probs from its own forward (see `agents.learner`).
+- The collector pipelines: after stepping batch k it resets the env, drawing batch k+1's problems *before*
+  batch k is voted on. `RecordingStream` therefore snapshots the stream at every batch boundary; a checkpoint
+  stores the snapshot before batch k+1 was drawn ("pre") and the state now ("post"). A resumed run loads
+  "pre", redraws batch k+1 exactly, then loads "post": the same problems as the uninterrupted run.
+
+Probes (`make_probe`): the curriculum's probe hook samples a group per problem of another level with the
+current policy at the training temperature, without training, and returns `score_group` infos.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torchrl.envs import Compose
+
+from agents.config import Config
+from agents.policy import Policy, render_prompts
+from cuma_env.episode import EpisodeConfig, score_group
+from cuma_env.problems import Problem
+
+
+class RecordingStream:
+    """A `ProblemStream` proxy: records scored groups' infos and makes the pipelined draws resumable."""
+
+    def __init__(self, stream: Any, draws_per_batch: int):
+        self.stream = stream
+        self.draws_per_batch = int(draws_per_batch)
+        self.infos: list[dict[str, Any]] = []
+        self.draws = 0
+        self.pre_state: dict[str, Any] | None = None
+        self._post_after_draws: tuple[int, dict[str, Any]] | None = None
+
+    # --- ProblemStream -------------------------------------------------------------------------
+    def next_problem(self) -> Problem:
+        if self.draws % self.draws_per_batch == 0:
+            self.pre_state = self.stream.state_dict()
+        problem = self.stream.next_problem()
+        self.draws += 1
+        if self._post_after_draws is not None and self.draws >= self._post_after_draws[0]:
+            self.stream.load_state_dict(self._post_after_draws[1])
+            self._post_after_draws = None
+        return problem
+
+    def observe(self, info: Mapping[str, Any]) -> None:
+        self.infos.append(dict(info))
+        self.stream.observe(info)
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+    def pop_infos(self) -> list[dict[str, Any]]:
+        infos, self.infos = self.infos, []
+        return infos
+
+    def state_dict(self) -> dict[str, Any]:
+        """"pre": before the pending batch was drawn; "post": now."""
+        return {"pre": self.pre_state, "post": self.stream.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore for a resume: the next batch of draws replays from "pre", then "post" takes over."""
+        self.infos, self.draws = [], 0
+        if state.get("pre") is None:  # nothing was pending
+            self.stream.load_state_dict(state["post"])
+            return
+        self.stream.load_state_dict(state["pre"])
+        self._post_after_draws = (self.draws_per_batch, state["post"])
+
+    def reset_to(self, state: Mapping[str, Any]) -> None:
+        """Back to a plain stream state (e.g. the initial one), counters cleared."""
+        self.stream.load_state_dict(state)
+        self.infos, self.draws, self.pre_state, self._post_after_draws = [], 0, None, None
+
+
+class _WritePath(Compose):
+    """The buffer's write transforms without `Transform.inv`'s defensive shallow copy.
+
+    The collector hands the buffer a batch it has just cloned and never touches again; copying its ~100
+    lazily stacked members once more cost ~0.2 s per step on the tiny model (a third of the step).
+    """
+
+    def inv(self, tensordict):
+        return self._inv_call(tensordict)
+
+
+@dataclass
+class RolloutBatch:
+    data: Any                       # kept members (TensorDict, batch = kept groups x G) or None
+    infos: list[dict[str, Any]]     # score_group info of every group voted this step (kept or not)
+    kept_groups: int
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Rollout:
+    """Env + curriculum stream + collector + group-vote replay buffer for one training run."""
+
+    def __init__(self, config: Config, policy: Policy):
+        from tensordict import set_list_to_stack
+        from torchrl.collectors.llm import LLMCollector
+        from torchrl.data import LazyStackStorage, ReplayBuffer
+
+        import cuma_env
+        from curricula import CurriculumStream
+        from cuma_env.catalog import make_source
+
+        set_list_to_stack(True).set()
+        self.config, self.policy = config, policy
+        e, r = config.env, config.rollout
+        self.group_size, self.prompts = r.group_size, r.prompts_per_step
+        levels = tuple(e.levels) if e.levels is not None else None
+        source = make_source(e.id, "train", levels=levels, data_dir=e.data_dir, seed=e.source_seed)
+        probe = make_probe(policy, config) if config.curriculum.probe else None
+        stream = CurriculumStream({"name": config.curriculum.schedule, **config.curriculum.options}, source,
+                                  seed=config.seed, probe=probe)
+        self.curriculum = stream
+        self.stream = RecordingStream(stream, self.prompts)
+        initial = stream.state_dict()
+        self.env = cuma_env.make_torchrl_env(
+            e.id, tokenizer=policy.tokenizer, group_size=r.group_size, batch_size=r.group_size * r.prompts_per_step,
+            reward=e.reward, min_votes=e.min_votes, source=source, prompt_template=e.prompt_template,
+            problem_stream=self.stream, seed=config.seed)
+        self.vote = self.env.group_vote(drop_masked=config.train.masked_groups == "drop")
+        self.buffer = ReplayBuffer(storage=LazyStackStorage(r.group_size * r.prompts_per_step),
+                                   transform=_WritePath(self.vote), batch_size=r.group_size * r.prompts_per_step)
+        postproc = self._self_certainty if e.reward == "self_certainty" else None
+        with warnings.catch_warnings():  # gotcha 8
+            warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
+            self.collector = LLMCollector(self.env, policy=policy.generator,
+                                          dialog_turns_per_batch=r.group_size * r.prompts_per_step,
+                                          replay_buffer=self.buffer, postproc=postproc)
+        self.stream.reset_to(initial)  # gotcha 7: undo the draws of the construction-time reset
+        self._iterator = None
+
+    def collect(self) -> RolloutBatch:
+        """Sample one step's groups with the current weights; vote; return the kept members."""
+        start = time.perf_counter()
+        if self._iterator is None:
+            self._iterator = iter(self.collector)
+        self.buffer.empty()
+        next(self._iterator)
+        n = len(self.buffer)
+        data = self.buffer[:n] if n else None
+        infos = self.stream.pop_infos()
+        return RolloutBatch(data=data, infos=infos, kept_groups=n // self.group_size,
+                            seconds=time.perf_counter() - start)
+
+    def _self_certainty(self, td: Any) -> Any:
+        """Collector postproc for the Intuitor reward: one self-certainty value per response."""
+        from cuma_env.torch_stats import response_self_certainty
+
+        with self.policy.autocast():
+            stats = response_self_certainty(self.policy.model, td, pad_token_id=self.policy.tokenizer.pad_token_id)
+        td.set("token_stats", stats.to(torch.float32).reshape(td.batch_size))
+        return td
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stream.load_state_dict(state)
+
+    def summary(self) -> dict[str, Any]:
+        return self.curriculum.summary()
+
+    def shutdown(self) -> None:
+        try:
+            self.collector.shutdown()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def make_probe(policy: Policy, config: Config):
+    """The curriculum's probe hook: `probe(level, problems) -> list[info]`, sampled without training."""
+    from cuma_env.prompting import format_prompt, resolve_template
+    from cuma_env.catalog import get_task
+
+    e, r = config.env, config.rollout
+    template = resolve_template(e.prompt_template or get_task(e.id).template)
+    # the vote statistics are what a schedule reads; rewards needing token statistics are not computed here
+    episode = EpisodeConfig(group_size=r.group_size, min_votes=e.min_votes, reward="masked_majority")
+
+    def probe(level: Any, problems: Sequence[Problem]) -> list[dict[str, Any]]:
+        prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in problems])
+        groups = policy.generate_texts(prompts, samples=r.group_size, temperature=r.temperature,
+                                       max_new_tokens=r.max_new_tokens, top_p=r.top_p)
+        return [score_group(p, g, episode) for p, g in zip(problems, groups)]
+
+    return probe

@@ -1,0 +1,244 @@
+"""The training loop: collect -> vote -> GRPO step, with held-out evaluation, checkpoints and resume.
+
+    trainer = Trainer(load_config(preset="tiny-cuma-gated"), run_dir="runs/demo")
+    summary = trainer.run()                       # or Trainer.resume("runs/demo").run()
+
+Each step: `Rollout.collect()` samples P prompts x G responses with the current weights and votes on them
+(the curriculum hears every group), `Learner.step()` makes one optimizer step on the groups that carry a
+gradient. Held-out evaluation runs before the first step, every `eval.every` steps and at the end.
+Checkpoints every `output.checkpoint_every` steps, at the end, and on Ctrl-C (the first Ctrl-C finishes the
+current step, saves and exits; a second one aborts at once). A resumed run continues with the same step,
+curriculum and sampler state, optimizer, scheduler and RNG states: its next batch is the one the
+uninterrupted run would have drawn, so its metrics match the uninterrupted run's exactly (CPU, same threads).
+"""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, seed_everything,
+                               set_rng_state)
+from agents.config import RESUMABLE_KEYS, Config, ConfigError, diff_keys, from_dict, read_yaml, save_config
+from cuma_env.episode import answer_concentration
+
+
+class Trainer:
+    def __init__(self, config: Config, run_dir: str | Path, *, checkpoint: Path | None = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.checkpoint = checkpoint
+        self.step = 0
+        self.stop_requested = False
+        self._interrupts = 0
+        self.evals: list[tuple[int, dict[str, Any]]] = []
+        self.step_seconds: list[float] = []
+        self.wall_before = 0.0
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def new(cls, config: Config, run_dir: str | Path) -> "Trainer":
+        run_dir = Path(run_dir)
+        if latest_checkpoint(run_dir) is not None:
+            raise ConfigError(f"{run_dir} already holds a run; continue it with `cuma train --resume {run_dir}` "
+                              "or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        return cls(config, run_dir)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: list[str] | None = None) -> "Trainer":
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+        config = from_dict(read_yaml(run_dir / "config.yaml"))
+        if overrides:
+            changed = config.replace(overrides)
+            bad = [k for k in diff_keys(config, changed) if k not in RESUMABLE_KEYS]
+            if bad:
+                raise ConfigError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(sorted(RESUMABLE_KEYS))})")
+            config = changed
+            save_config(config, run_dir / "config.yaml")
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise ConfigError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
+        return cls(config, run_dir, checkpoint=checkpoint)
+
+    def _build(self) -> None:
+        from agents.learner import Learner
+        from agents.policy import build_policy
+        from agents.rollout import Rollout
+        from agents.run_outputs import RunOutputs
+
+        c = self.config
+        seed_everything(c.seed)
+        self.policy = build_policy(c.model, c.rollout, seed=c.seed)
+        self.rollout = Rollout(c, self.policy)
+        self.learner = Learner(self.policy, c.train, c.rollout.group_size)
+        state = load_checkpoint(self.checkpoint) if self.checkpoint is not None else None
+        self.outputs = RunOutputs(self.run_dir, tensorboard=c.output.tensorboard,
+                                  resume_step=None if state is None else int(state["step"]))
+        if state is None:
+            seed_everything(c.seed)
+            return
+        self.policy.model.load_state_dict(state["model"])
+        self.learner.load_state_dict(state["learner"])
+        self.rollout.load_state_dict(state["stream"])
+        self.policy.sync_weights()
+        self.step = int(state["step"])
+        self.wall_before = float(state["trainer"]["wall_s"])
+        self.evals = [(s, r) for s, r in state["trainer"]["evals"]]
+        self.step_seconds = list(state["trainer"]["step_seconds"])
+        set_rng_state(state["rng"])
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        c = self.config
+        self._build()
+        start = time.perf_counter()
+        self._wall = lambda: self.wall_before + time.perf_counter() - start
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
+        bar = self._progress_bar()
+        try:
+            if self.step == 0 and not self.evals:
+                self._evaluate()
+            while self.step < c.train.steps and not self.stop_requested:
+                self._train_step(bar)
+                if c.eval.every and self.step % c.eval.every == 0 and self.step < c.train.steps:
+                    self._evaluate()
+                if self.step % c.output.checkpoint_every == 0 and self.step < c.train.steps:
+                    self._save()
+            if self.stop_requested and self.step < c.train.steps:
+                self._save()
+                print(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
+                      f"cuma train --resume {self.run_dir}")
+                return self._finish(interrupted=True)
+            if not self.evals or self.evals[-1][0] != self.step:
+                self._evaluate()
+            self._save()
+            self._save_model()
+            return self._finish(interrupted=False)
+        finally:
+            if bar is not None:
+                bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            self.rollout.shutdown()
+
+    def _train_step(self, bar: Any) -> None:
+        t0 = time.perf_counter()
+        batch = self.rollout.collect()
+        learn = self.learner.step(batch.data)
+        self.step += 1
+        step_s = time.perf_counter() - t0
+        self.step_seconds.append(step_s)
+        row = self._metrics(batch, learn)
+        row.update(step=self.step, collect_s=batch.seconds, learn_s=learn.seconds, step_s=step_s,
+                   wall_s=self._wall())
+        self.outputs.log_step(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward']:.2f}", mask=f"{row['mask_rate']:.2f}",
+                            agree=f"{row['agreement']:.2f}", level=row["level"], refresh=False)
+
+    def _metrics(self, batch: Any, learn: Any) -> dict[str, Any]:
+        infos = batch.infos
+        summary = self.rollout.summary()
+        mean = lambda xs: statistics.fmean(xs) if xs else None  # noqa: E731
+        labelled = [i["majority_correct"] for i in infos if "majority_correct" in i]
+        correct = [c for i in infos for c in i.get("correct", [])]
+        levels = [i["level"] for i in infos if i.get("level") is not None]
+        return {
+            "reward": mean([r for i in infos for r in i["rewards"]]),
+            "mask_rate": mean([float(i["masked"]) for i in infos]),
+            "agreement": mean([i["agreement"] for i in infos]),
+            "majority_acc": mean([float(x) for x in labelled]),
+            "pass_rate": mean([float(x) for x in correct]),
+            "collapse": answer_concentration([i["majority"] for i in infos]),
+            "parse_rate": mean([i["parse_rate"] for i in infos]),
+            "level": summary.get("level"),
+            "batch_level": mean(levels),
+            "kept_groups": batch.kept_groups,
+            "probes": summary.get("probes"),
+            "curriculum_concentration": summary.get("concentration"),
+            **{k: v for k, v in learn.to_dict().items() if k != "seconds"},
+        }
+
+    def _evaluate(self) -> None:
+        from agents.evaluation import bench_problems, evaluate, heldout_bench
+
+        c = self.config
+        if not hasattr(self, "_heldout"):
+            self._heldout = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
+                                           data_dir=c.env.data_dir)
+        problems, template = self._heldout
+        result = evaluate(self.policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
+                          max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,
+                          batch_size=c.eval.batch_size, seed=c.seed, top_p=c.rollout.top_p)
+        self.evals.append((self.step, result))
+        self.outputs.log_eval(self.step, result)
+
+    def _save(self) -> None:
+        state = {
+            "model": {k: v.detach().cpu() for k, v in self.policy.model.state_dict().items()},
+            "learner": self.learner.state_dict(),
+            "stream": self.rollout.state_dict(),
+            "rng": rng_state(),
+            "trainer": {"wall_s": self._wall(), "evals": self.evals, "step_seconds": self.step_seconds},
+            "config": self.config.to_dict(),
+        }
+        save_checkpoint(self.run_dir, self.step, state, keep=self.config.output.keep_checkpoints)
+
+    def _save_model(self) -> None:
+        target = self.run_dir / "model"
+        self.policy.model.save_pretrained(target)
+        self.policy.tokenizer.save_pretrained(target)
+
+    def _finish(self, interrupted: bool) -> dict[str, Any]:
+        from agents.evaluation import format_table, mean_over_levels
+
+        c = self.config
+        first, last = self.evals[0], self.evals[-1]
+        timed = self.step_seconds[1:] or self.step_seconds  # the first step includes warm-up
+        summary = {
+            "name": c.name, "run_dir": str(self.run_dir), "steps": self.step, "interrupted": interrupted,
+            "wall_s": round(self._wall(), 2),
+            "step_s_median": round(statistics.median(timed), 4) if timed else None,
+            "step_s_mean": round(statistics.fmean(timed), 4) if timed else None,
+            "heldout_before": {"step": first[0], **first[1]}, "heldout_after": {"step": last[0], **last[1]},
+            "heldout_peak_mean_greedy": max(mean_over_levels(r) for _, r in self.evals),
+            "curriculum": self.rollout.summary(),
+        }
+        self.outputs.write_summary(summary)
+        self.outputs.write_report(f"{c.name}: {self.run_dir.name}")
+        if not interrupted:
+            print(format_table(first[1], f"held-out before (step {first[0]}):"))
+            print(format_table(last[1], f"held-out after (step {last[0]}):"))
+            print(f"wall time {summary['wall_s']:.1f} s, median step {summary['step_s_median']} s; "
+                  f"report: {self.run_dir / 'report.png'}")
+        return summary
+
+    # --- interrupts and progress ---------------------------------------------------------------
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._interrupts += 1
+        if self._interrupts > 1:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort without saving)")
+
+    def _progress_bar(self):
+        if not self.config.output.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.config.train.steps, initial=self.step, desc=self.config.name, unit="step",
+                    dynamic_ncols=True)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,112 @@
+"""Held-out evaluation and `cuma eval`: benches, grading, determinism, collapse, the command's outputs."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from agents.commands import eval as eval_command
+from agents.config import ModelConfig, RolloutConfig
+from agents.evaluation import BENCHES, bench_problems, evaluate, format_table, heldout_bench, is_correct
+from agents.policy import build_policy
+from cuma_env.arithmetic import ArithmeticSource
+
+
+def test_arith_bench_is_the_held_out_test_split_per_level():
+    problems, template = bench_problems("arith", n_per_level=30)
+    assert template == "compact" and list(problems) == [1, 2, 3, 4, 5]
+    train_ids = {ArithmeticSource("train").get(1, i).id for i in range(ArithmeticSource("train").size(1))}
+    for level, items in problems.items():
+        assert 0 < len(items) <= 30 and all(p.level == level and p.meta["split"] == "test" for p in items)
+    assert not train_ids & {p.id for p in problems[1]}
+    assert heldout_bench("CuMa-Arith-v0") == "arith" and heldout_bench("CuMa-Math-v0") == "math500"
+
+
+def test_file_benches_by_level(data_dir):
+    math500, template = bench_problems("math500", data_dir=data_dir)
+    assert template == "default" and {k: len(v) for k, v in math500.items()} == {1: 43, 2: 90, 3: 105, 4: 128, 5: 134}
+    assert {k: len(v) for k, v in bench_problems("aime24", data_dir=data_dir)[0].items()} == {"all": 30}
+    assert {k: len(v) for k, v in bench_problems("amc23", data_dir=data_dir)[0].items()} == {"all": 40}
+    assert len(bench_problems("gsm8k", 5, data_dir=data_dir)[0]["all"]) == 5
+    assert list(bench_problems("math500", 3, levels=[2], data_dir=data_dir)[0]) == [2]
+    assert set(BENCHES) == {"arith", "math500", "gsm8k", "aime24", "amc23"}
+    with pytest.raises(ValueError, match="unknown bench"):
+        bench_problems("mmlu")
+
+
+def test_grading():
+    assert is_correct("41", "41") and is_correct(" 41", "41") and is_correct("041", "41")
+    assert not is_correct("40", "41") and not is_correct(None, "41") and not is_correct("41", None)
+    assert is_correct(r"\frac{1}{2}", "0.5")
+
+
+class ConstantPolicy:
+    """Answers every prompt with the same box: the collapsed model of the paper."""
+
+    def __init__(self, answer: str):
+        self.answer = answer
+        self.model = torch.nn.Linear(1, 1)
+        self.tokenizer = SimpleNamespace(apply_chat_template=None)
+        self.device = torch.device("cpu")
+
+    def generate_texts(self, prompts, *, samples=1, **kwargs):
+        return [[f"\\boxed{{{self.answer}}}"] * samples for _ in prompts]
+
+
+def test_a_collapsed_model_shows_collapse_one(monkeypatch):
+    monkeypatch.setattr("agents.policy.render_prompts", lambda tokenizer, texts: list(texts))
+    problems, template = bench_problems("arith", n_per_level=20, levels=[1])
+    result = evaluate(ConstantPolicy("9"), problems, template, samples=3)
+    assert result["collapse"] == 1.0
+    nines = sum(p.answer == "9" for p in problems[1]) / len(problems[1])
+    assert result["levels"][1]["greedy"] == result["levels"][1]["pass1"] == result["levels"][1]["maj"] == nines
+    assert f"| 1 | {len(problems[1])} |" in format_table(result)
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_base_dir):
+    return build_policy(ModelConfig(path=str(tiny_base_dir)), RolloutConfig())
+
+
+def test_evaluate_the_tiny_base_is_deterministic_and_leaves_the_rng_alone(policy):
+    problems, template = bench_problems("arith", n_per_level=12)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = evaluate(policy, problems, template, samples=3, max_new_tokens=8)
+    assert torch.equal(torch.get_rng_state(), state)
+    second = evaluate(policy, problems, template, samples=3, max_new_tokens=8)
+    assert first["levels"] == second["levels"] and first["collapse"] == second["collapse"]
+    for stats in first["levels"].values():
+        assert all(0.0 <= stats[k] <= 1.0 for k in ("greedy", "pass1", "maj", "parse_rate"))
+    assert first["levels"][1]["parse_rate"] > 0.5  # the base answers in \\boxed{}
+
+
+def test_eval_command_writes_results(tiny_base_dir, tmp_path, capsys):
+    rc = eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith", "--n", "6", "--samples", "2",
+                            "--levels", "1,2", "--out", str(tmp_path)])
+    assert rc == 0
+    payload = json.loads((tmp_path / "eval-arith.json").read_text())
+    assert payload["bench"] == "arith" and set(payload["levels"]) == {"1", "2"}
+    assert (tmp_path / "eval-arith.csv").read_text().splitlines()[0] == "level,n,greedy,pass1,maj,parse_rate"
+    assert "pass@1 greedy" in capsys.readouterr().out
+
+
+def test_eval_command_reads_a_run_directory(tiny_base_dir, tmp_path):
+    from agents.config import load_config, save_config
+    from agents.checkpoint import save_checkpoint
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config(overrides=[f"model.path={tiny_base_dir}"]), run / "config.yaml")
+    state = AutoModelForCausalLM.from_pretrained(tiny_base_dir).state_dict()
+    save_checkpoint(run, 3, {"model": state})
+    path, loaded = eval_command.resolve_model(str(run))
+    assert path == str(tiny_base_dir) and set(loaded) == set(state)
+    assert eval_command.main(["--model", str(run), "--bench", "arith", "--n", "2", "--samples", "1",
+                              "--levels", "1", "--out", str(tmp_path / "e")]) == 0
+    assert eval_command.main(["--model", str(run), "--bench", "math500", "--data-dir", str(tmp_path / "none"),
+                              "--out", str(tmp_path)]) == 2
