@@ -18,6 +18,10 @@ def _data_dir() -> Path:
     return Path(os.environ.get("CUMA_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
 
 
+if os.environ.get("CUMA_DATA_DIR"):  # absolute, so subprocesses started with another cwd find it too
+    os.environ["CUMA_DATA_DIR"] = str(_data_dir())
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = _data_dir()
