@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from cuma_env.arithmetic import ArithmeticSource
+from cuma_env.answers import matches_reference
 from cuma_env.problems import LEVELS
 from cuma_env.prompting import format_prompt
 
@@ -103,21 +104,6 @@ def generate_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Seq
     return out
 
 
-def _correct(extracted: str | None, truth: str) -> bool:
-    if extracted is None:
-        return False
-    if extracted.strip() == truth:
-        return True
-    try:
-        int(extracted.strip())
-        return False  # two different integers
-    except ValueError:
-        pass
-    from cuma_env.answers import is_equivalent
-
-    return bool(is_equivalent(extracted, truth))
-
-
 def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int = 200,
                   levels: Sequence[int] = LEVELS, temperature: float = 0.6, samples: int = 8, seed: int = 0,
                   split: str = EVAL_SPLIT, template: str = "compact", max_new_tokens: int = 16,
@@ -150,13 +136,13 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
             greedy_hits = pass_hits = maj_hits = masked = unanimous = no_answer = 0
             by_cluster: dict[int, list[int]] = {}
             for problem, g, group in zip(problems, greedy, sampled):
-                greedy_hits += _correct(extract_answer(g[0]), problem.answer)
+                greedy_hits += matches_reference(extract_answer(g[0]), problem.answer)
                 answers = [extract_answer(text) for text in group]
                 no_answer += sum(a is None for a in answers)
-                pass_hits += sum(_correct(a, problem.answer) for a in answers)
+                pass_hits += sum(matches_reference(a, problem.answer) for a in answers)
                 vote = majority_vote(answers, min_votes=2)  # label = plurality answer even when masked
                 masked += bool(vote.masked)
-                right = vote.label is not None and _correct(vote.label, problem.answer)
+                right = vote.label is not None and matches_reference(vote.label, problem.answer)
                 maj_hits += right
                 unanimous += vote.count == samples
                 by_cluster.setdefault(int(vote.count), []).append(int(right))

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from cuma_env.answers import matches_reference
 from cuma_env.problems import Problem
 
 BENCHES = ("arith", "math500", "gsm8k", "aime24", "amc23")
@@ -67,19 +68,8 @@ def bench_problems(bench: str, n_per_level: int | None = None, *, levels: Sequen
 
 
 def is_correct(answer: str | None, reference: str | None) -> bool:
-    """Equivalence with the reference (exact and integer fast paths first, then `cuma_env.is_equivalent`)."""
-    if answer is None or reference is None:
-        return False
-    a, b = answer.strip(), reference.strip()
-    if a == b:
-        return True
-    try:
-        return int(a) == int(b)
-    except ValueError:
-        pass
-    from cuma_env.answers import is_equivalent
-
-    return bool(is_equivalent(a, b))
+    """Equivalence with the reference (`cuma_env.answers.matches_reference`)."""
+    return matches_reference(answer, reference)
 
 
 def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str, *, samples: int = 4,

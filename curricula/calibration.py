@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from cuma_env.answers import matches_reference
 from cuma_env.problems import LEVELS, Problem
 from cuma_env.prompting import format_prompt
 
@@ -127,21 +128,6 @@ def _problem(record: Mapping[str, Any], index: int) -> Problem:
 
 
 # --- measuring --------------------------------------------------------------------------------------
-def _is_correct(answer: str | None, reference: str) -> bool:
-    if answer is None:
-        return False
-    a, b = answer.strip(), reference.strip()
-    if a == b:
-        return True
-    try:
-        return int(a) == int(b)
-    except ValueError:
-        pass
-    from cuma_env.answers import is_equivalent
-
-    return bool(is_equivalent(a, b))
-
-
 def assess_group(completions: Sequence[str], reference: str | None = None, *, bands: Bands = Bands(),
                  min_votes: int | float = 2) -> dict[str, Any]:
     """The fields calibration adds to a record, from one group of completions (reference: diagnostics only)."""
@@ -154,7 +140,7 @@ def assess_group(completions: Sequence[str], reference: str | None = None, *, ba
                            "agreement": round(vote.agreement, 6), "masked": bool(vote.masked),
                            "majority": vote.label, "n_samples": len(completions)}
     if reference is not None and str(reference).strip():
-        verdict = {a: _is_correct(a, str(reference)) for a in set(answers)}
+        verdict = {a: matches_reference(a, reference) for a in set(answers)}
         out["majority_correct"] = bool(vote.label is not None and verdict[vote.label])
         out["sample_accuracy"] = round(sum(verdict[a] for a in answers) / max(1, len(answers)), 6)
     return out

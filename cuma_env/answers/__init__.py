@@ -6,8 +6,8 @@ Every public function returns within its time budget on any input and from any t
 `equivalence` for how (pure-python keys first, then a killable sympy worker process).
 """
 
-from .equivalence import cluster_answers, is_equivalent, prewarm
+from .equivalence import cluster_answers, is_equivalent, matches_reference, prewarm
 from .extract import extract_answer
 from .normalize import canonical_key, normalize_answer
 
-__all__ = ["canonical_key", "cluster_answers", "extract_answer", "is_equivalent", "normalize_answer", "prewarm"]
+__all__ = ["canonical_key", "cluster_answers", "extract_answer", "is_equivalent", "matches_reference", "normalize_answer", "prewarm"]

@@ -294,3 +294,11 @@ def cluster_answers(answers: Sequence[str | None], *, timeout: float = 2.0) -> l
 def prewarm(wait: bool = False, timeout: float = 30.0) -> bool:
     """Start a sympy worker in the background (about a second of imports) so the first vote is fast."""
     return _worker.POOL.prewarm(wait=wait, timeout=timeout)
+
+
+def matches_reference(answer: str | None, reference: str | None, *, timeout: float = 2.0) -> bool:
+    """Is an extracted answer (None: no answer) equivalent to a hidden reference (None: none)? For diagnostics
+    and evaluation; `None` on either side never matches."""
+    if answer is None or reference is None:
+        return False
+    return is_equivalent(answer, str(reference), timeout=timeout)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import re
 
-from .normalize import strip_wrappers
+from .normalize import _close_brace, strip_wrappers
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
-_BRACE = re.compile(r"\\.|[{}]", re.S)
 _PHRASE = re.compile(
     r"final\s+answer(?:\s+is)?\s*(?:[:：]|\bis\b)?|the\s+answer\s+is\s*:?|\banswer\s*[:：]|####",
     re.IGNORECASE,
@@ -40,27 +39,13 @@ _SEPARATOR = re.compile(
 _TAIL = 4000
 
 
-def _balanced(text: str, open_idx: int) -> int:
-    """Index of the brace closing text[open_idx] ('{'), or -1 if it is never closed."""
-    depth = 0
-    for m in _BRACE.finditer(text, open_idx):
-        tok = m.group()
-        if tok == "{":
-            depth += 1
-        elif tok == "}":
-            depth -= 1
-            if depth == 0:
-                return m.start()
-    return -1
-
-
 def _box_at(text: str, start: int) -> tuple[str, int] | None:
     """Content and end index of the box whose command ends at `start`."""
     i = start
     while i < len(text) and text[i] in " \t":
         i += 1
     if i < len(text) and text[i] == "{":
-        end = _balanced(text, i)
+        end = _close_brace(text, i)
         if end > i + 1:
             return text[i + 1:end], end + 1
     elif start < i < len(text):  # `\boxed 5`
