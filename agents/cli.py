@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo", "train", "eval", "base", "calibrate", "curate")
+COMMANDS = ("demo", "train", "eval", "reproduce", "base", "calibrate", "curate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,360 @@
+"""`cuma reproduce`: the paper's comparison (Table 2 and the ablations) in miniature, on the embedded tiny base.
+
+    from agents.reproduce import Budget, reproduce
+    results = reproduce(out_dir, methods=["base", "ttrl", "cuma_gated"], seeds=[0], budget=Budget(steps=60))
+    # out_dir/results.json, results.md (the table), comparison.png, run_info.json, runs/<method>-s<seed>/
+
+Every trained arm starts from the same base (`model.path`, default the embedded tiny base), with the same
+seeds, the same step budget (`train.steps`), the same batch (prompts x group size) and the same held-out
+evaluation (the arith test split: `eval.n_per_level` problems per level, greedy and `eval.samples` samples at
+`eval.temperature`), so only the method differs. Each arm is its shipped preset (`agents/presets`) plus the
+budget; `base` is the held-out evaluation of the start model, no training.
+
+Which data each arm trains on (the tiny-scale stand-in for the paper's "curated data", issue 5):
+- every arm except `cuma_nocurated` draws from the procedural train split (`CuMa-Arith-v0`, split `train`):
+  problems of *known* difficulty in five balanced bins. This is the curated data of the tiny world: the
+  paper generated easy problems because MATH has few; here every bin is full.
+- `cuma_nocurated` is paper-exact CuMa on a MATH-like natural pool: `skewed_pool` of the same train split
+  with MATH's level proportions (958/2152/2618/2776/3494 of 12k), `NOCURATED_POOL_SIZE` problems
+  (80/179/218/232/291 at 1000): few easy problems.
+- The sequential (paper) curriculum trains one stage per bin, each as long as its share of the pool, scaled
+  to the step budget (the paper trains one epoch over bins of unequal size): equal stages on the balanced
+  split (`cuma`, `cuma_nomask`), MATH-proportioned stages (8% of the steps on level 1, 29% on level 5) on
+  the skewed pool (`cuma_nocurated`). So `cuma` vs `cuma_nocurated` differ only in the data.
+
+The config has no field for a custom training pool, so `cuma_nocurated` runs with `train_source(pool)`,
+which makes `cuma_env.catalog.make_source` return the pool for the train split while its run is built
+(the held-out split is untouched). Its run directory therefore cannot be continued with plain
+`cuma train --resume`; `cuma reproduce --out SAME_DIR` continues it (finished runs are reused, interrupted
+ones resumed from their last checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curricula.mixing import MATH_LEVEL_COUNTS
+
+NOCURATED_POOL_SIZE = 1000  # the level-1 bin (80 problems) must fit the train split's 82 level-1 problems
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    preset: str | None            # None: no training (the base evaluation)
+    labels: str                   # what of the ground truth the training loop reads: "none" or "reward"
+    description: str
+    pool: str = "procedural"      # procedural (balanced train split) | skewed (MATH-like, few easy problems)
+    overrides: tuple[str, ...] = ()
+
+
+METHODS: dict[str, MethodSpec] = {m.name: m for m in (
+    MethodSpec("base", None, "none", "the start model, evaluated (no training)"),
+    MethodSpec("ttrl", "tiny-ttrl", "none", "TTRL: majority-vote reward, no mask, levels uniform"),
+    MethodSpec("intuitor", "tiny-intuitor", "none", "Intuitor: self-certainty reward, levels uniform"),
+    MethodSpec("oracle", "tiny-oracle", "reward", "GRPO with the ground-truth reward (labelled upper bound)"),
+    MethodSpec("cuma", "tiny-cuma", "none",
+               "paper-exact CuMa: mask if no answer occurs twice, sequential curriculum D1->D5, curated data"),
+    MethodSpec("cuma_nomask", "tiny-cuma-nomask", "none", "CuMa without the mask"),
+    MethodSpec("cuma_nocurriculum", "tiny-cuma-nocurriculum", "none", "CuMa without the curriculum (uniform)"),
+    MethodSpec("cuma_nocurated", "tiny-cuma", "none",
+               "CuMa without curated data: a MATH-skewed pool with few easy problems", pool="skewed"),
+    MethodSpec("cuma_gated", "tiny-cuma-gated", "none",
+               "ours: agreement-gated curriculum, next-level probes, collapse guard, mask >= 75% of the group"),
+)}
+METHOD_ORDER: tuple[str, ...] = tuple(METHODS)
+PAPER_METHODS = ("base", "ttrl", "intuitor", "oracle", "cuma", "cuma_nomask", "cuma_nocurriculum", "cuma_gated")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every trained arm gets: optimizer steps, evaluation points, checkpoints."""
+
+    steps: int = 120
+    eval_every: int = 30              # 0: evaluate only at the start and the end
+    checkpoint_every: int | None = None  # None: the preset's
+    overrides: tuple[str, ...] = ()   # extra `key=value` for every arm (e.g. model.path=..., eval.n_per_level=8)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.eval_every < 0:
+            raise ValueError(f"steps must be >= 1 and eval_every >= 0, got {self.steps}, {self.eval_every}")
+
+
+QUICK_STEPS = 80
+FULL_STEPS = 120
+
+
+def quick_budget(steps: int | None = None, overrides: Sequence[str] = ()) -> Budget:
+    """`--quick`: one seed, a short budget, evaluation at the start, the middle and the end."""
+    steps = steps or QUICK_STEPS
+    return Budget(steps=steps, eval_every=max(1, steps // 2), checkpoint_every=steps, overrides=tuple(overrides))
+
+
+def full_budget(steps: int | None = None, overrides: Sequence[str] = ()) -> Budget:
+    steps = steps or FULL_STEPS
+    return Budget(steps=steps, eval_every=max(1, steps // 4), overrides=tuple(overrides))
+
+
+# --- configs --------------------------------------------------------------------------------------
+def _split_evenly(total: int, weights: Sequence[float]) -> list[int]:
+    """`total` as positive integers proportional to `weights` (largest remainder; each >= 1)."""
+    whole = float(sum(weights))
+    exact = [total * w / whole for w in weights]
+    counts = [max(1, int(e)) for e in exact]
+    order = sorted(range(len(weights)), key=lambda i: -(exact[i] - int(exact[i])))
+    i = 0
+    while sum(counts) < total:
+        counts[order[i % len(order)]] += 1
+        i += 1
+    while sum(counts) > total and max(counts) > 1:  # every stage keeps >= 1 (tiny budgets overshoot)
+        j = max(range(len(counts)), key=lambda k: counts[k])
+        counts[j] -= 1
+    return counts
+
+
+def method_config(method: str, seed: int, budget: Budget):
+    """The `agents.config.Config` of one arm: its preset, the budget, the seed, sequential stages scaled."""
+    from agents.config import load_config
+
+    spec = METHODS[method]
+    preset = spec.preset or "tiny-cuma-gated"  # base: any tiny preset (only model and eval keys are used)
+    overrides = [f"seed={seed}", f"train.steps={budget.steps}", f"eval.every={budget.eval_every}",
+                 "output.progress=false", "output.tensorboard=false", *spec.overrides, *budget.overrides]
+    if budget.checkpoint_every:
+        overrides.append(f"output.checkpoint_every={budget.checkpoint_every}")
+    config = load_config(preset=preset, overrides=overrides)
+    if config.curriculum.schedule == "sequential":
+        groups = budget.steps * config.rollout.prompts_per_step
+        levels = config.env.levels or [1, 2, 3, 4, 5]
+        weights = [MATH_LEVEL_COUNTS[lv] for lv in levels] if spec.pool == "skewed" else [1.0] * len(levels)
+        stages = _split_evenly(groups, weights)
+        config = config.replace({"curriculum.options.steps_per_level": stages})
+    return config.replace({"name": method})
+
+
+def nocurated_pool(config):
+    """The MATH-skewed natural pool of `cuma_nocurated` (few easy problems), from the procedural train split."""
+    from cuma_env.catalog import make_source
+    from curricula.mixing import skewed_pool
+
+    levels = tuple(config.env.levels) if config.env.levels else None
+    source = make_source(config.env.id, "train", levels=levels, data_dir=config.env.data_dir,
+                         seed=config.env.source_seed)
+    shares = {lv: MATH_LEVEL_COUNTS[lv] for lv in source.levels}
+    return skewed_pool(source, shares, total=NOCURATED_POOL_SIZE, seed=config.env.source_seed,
+                       name="arith-math-skewed")
+
+
+@contextlib.contextmanager
+def train_source(source) -> Iterator[None]:
+    """While active, `cuma_env.catalog.make_source(..., "train", ...)` returns `source` (levels filtered)."""
+    import cuma_env.catalog as catalog
+
+    original = catalog.make_source
+
+    def patched(env_id, split="train", levels=None, data_dir=None, seed=0):
+        if split != "train":
+            return original(env_id, split, levels, data_dir, seed)
+        return source if levels is None else source.filter_levels(levels)
+
+    catalog.make_source = patched
+    try:
+        yield
+    finally:
+        catalog.make_source = original
+
+
+# --- one arm --------------------------------------------------------------------------------------
+@dataclass
+class RunRecord:
+    method: str
+    seed: int
+    mean_acc: float                 # final greedy pass@1, mean over levels
+    per_level: list[float]          # final greedy pass@1 per level
+    pass1_t06: float                # final sampled pass@1 (eval.temperature, eval.samples), mean over levels
+    collapse: float                 # final share of the most common greedy answer across held-out prompts
+    wall_s: float
+    peak_mean_acc: float            # best mean greedy over the evaluations (step 0 included)
+    peak_per_level: list[float]     # best greedy per level over the evaluations
+    maj: float = 0.0                # final maj@k, mean over levels
+    steps: int = 0
+    curve: list[list[float]] = field(default_factory=list)  # [step, mean greedy] per evaluation
+    run_dir: str | None = None
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def record_from_eval(method: str, seed: int, evals: Sequence[tuple[int, dict[str, Any]]], wall_s: float,
+                     run_dir: str | None = None) -> RunRecord:
+    """A record from a run's held-out evaluations [(step, evaluate() result)], the last being the final."""
+    step, last = evals[-1]
+    levels = list(last["levels"])
+    final = [float(last["levels"][lv]["greedy"]) for lv in levels]
+    curve = [[float(s), _mean([float(r["levels"][lv]["greedy"]) for lv in levels])] for s, r in evals]
+    peak_levels = [max(float(r["levels"][lv]["greedy"]) for _, r in evals if lv in r["levels"]) for lv in levels]
+    return RunRecord(
+        method=method, seed=seed, mean_acc=_mean(final), per_level=final,
+        pass1_t06=_mean([float(last["levels"][lv]["pass1"]) for lv in levels]),
+        collapse=float(last["collapse"]), wall_s=round(float(wall_s), 2),
+        peak_mean_acc=max(c[1] for c in curve), peak_per_level=peak_levels,
+        maj=_mean([float(last["levels"][lv]["maj"]) for lv in levels]), steps=int(step), curve=curve,
+        run_dir=run_dir)
+
+
+def evals_from_run_dir(run_dir: Path) -> list[tuple[int, dict[str, Any]]]:
+    """[(step, {"levels": {level: stats}, "collapse": c})] from a finished run's eval.csv."""
+    from agents.run_outputs import read_csv
+
+    by_step: dict[int, dict[str, Any]] = {}
+    for row in read_csv(run_dir / "eval.csv"):
+        entry = by_step.setdefault(int(float(row["step"])), {"levels": {}, "collapse": float(row["collapse"])})
+        level = int(row["level"]) if row["level"].isdigit() else row["level"]
+        entry["levels"][level] = {k: float(row[k]) for k in ("n", "greedy", "pass1", "maj")}
+    return sorted(by_step.items())
+
+
+def evaluate_base(seed: int, budget: Budget) -> RunRecord:
+    """The `base` arm: the start model on the held-out evaluation every trained arm uses."""
+    from agents.checkpoint import seed_everything
+    from agents.evaluation import bench_problems, evaluate, heldout_bench
+    from agents.policy import build_policy
+
+    c = method_config("base", seed, budget)
+    start = time.perf_counter()
+    seed_everything(c.seed)
+    policy = build_policy(c.model, c.rollout, seed=c.seed)
+    problems, template = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
+                                        data_dir=c.env.data_dir)
+    result = evaluate(policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
+                      max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,
+                      batch_size=c.eval.batch_size, seed=c.seed, top_p=c.rollout.top_p)
+    return record_from_eval("base", seed, [(0, result)], time.perf_counter() - start)
+
+
+def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path) -> RunRecord:
+    """Train (or reuse / resume) one arm in `runs_dir/<method>-s<seed>` and return its record."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHOD_ORDER)}")
+    if METHODS[method].preset is None:
+        return evaluate_base(seed, budget)
+    from agents.checkpoint import latest_checkpoint
+    from agents.config import save_config
+    from agents.trainer import Trainer
+
+    config = method_config(method, seed, budget)
+    run_dir = Path(runs_dir) / f"{method}-s{seed}"
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file() and (run_dir / "config.yaml").is_file():
+        summary = json.loads(summary_path.read_text())
+        if not summary.get("interrupted") and _same_config(run_dir, config):
+            return record_from_eval(method, seed, evals_from_run_dir(run_dir), summary["wall_s"], str(run_dir))
+    source = nocurated_pool(config) if METHODS[method].pool == "skewed" else None
+    with train_source(source) if source is not None else contextlib.nullcontext():
+        if latest_checkpoint(run_dir) is not None and _same_config(run_dir, config):
+            trainer = Trainer.resume(run_dir)
+        else:
+            if run_dir.exists():
+                import shutil
+
+                shutil.rmtree(run_dir)  # a stale or different run of this arm: start it again
+            trainer = Trainer.new(config, run_dir)
+            if source is not None:
+                (run_dir / "pool.txt").write_text(f"{source!r}\n")
+        with open(run_dir / "train.log", "a") as log_file, contextlib.redirect_stdout(log_file), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*size_average and reduce args.*")
+            summary = trainer.run()  # the trainer's own before/after tables go to train.log
+    save_config(config, run_dir / "config.yaml")
+    evals = [(s, r) for s, r in trainer.evals]
+    return record_from_eval(method, seed, evals, summary["wall_s"], str(run_dir))
+
+
+def _same_config(run_dir: Path, config) -> bool:
+    from agents.config import from_dict, read_yaml
+
+    try:
+        saved = from_dict(read_yaml(run_dir / "config.yaml"))
+    except Exception:  # noqa: BLE001 - unreadable: not the same
+        return False
+    return saved.to_dict() == config.to_dict()
+
+
+def _worker(method: str, seed: int, budget: Budget, runs_dir: str) -> dict[str, Any]:
+    """Entry point of a `--jobs` worker process (one thread, like the main process)."""
+    import torch
+
+    torch.set_num_threads(1)
+    _quiet_transformers()
+    return asdict(run_method(method, seed, budget, runs_dir))
+
+
+# --- the whole comparison -------------------------------------------------------------------------
+def reproduce(out_dir: str | Path, *, methods: Sequence[str] = PAPER_METHODS, seeds: Sequence[int] = (0,),
+              budget: Budget = Budget(), jobs: int = 1, log=print) -> dict[str, Any]:
+    """Run every (method, seed), then write results.json, results.md, comparison.png and run_info.json."""
+    from agents.reproduce_report import aggregate, write_outputs
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_ORDER)}")
+    methods = [m for m in METHOD_ORDER if m in set(methods)]
+    out = Path(out_dir)
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _quiet_transformers()
+    started = time.perf_counter()
+    _ensure_base(budget)
+    tasks = [(m, s) for s in seeds for m in methods]
+    records: list[RunRecord] = []
+    if jobs <= 1:
+        for i, (m, s) in enumerate(tasks, 1):
+            log(f"[{i}/{len(tasks)}] {m} seed {s} ...")
+            record = run_method(m, s, budget, runs_dir)
+            records.append(record)
+            log(f"[{i}/{len(tasks)}] {m} seed {s}: mean greedy {record.mean_acc:.3f} "
+                f"(peak {record.peak_mean_acc:.3f}), collapse {record.collapse:.2f}, {record.wall_s:.0f} s")
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(m, s, pool.submit(_worker, m, s, budget, str(runs_dir))) for m, s in tasks]
+            for m, s, future in futures:
+                records.append(RunRecord(**future.result()))
+                log(f"{m} seed {s}: mean greedy {records[-1].mean_acc:.3f}, {records[-1].wall_s:.0f} s")
+    results = aggregate(records)
+    info = {"methods": {m: asdict(METHODS[m]) for m in methods}, "seeds": list(seeds), "budget": asdict(budget),
+            "jobs": jobs, "total_wall_s": round(time.perf_counter() - started, 1),
+            "nocurated_pool_size": NOCURATED_POOL_SIZE, "records": [asdict(r) for r in records]}
+    write_outputs(out, results, records, info)
+    return results
+
+
+def _ensure_base(budget: Budget) -> None:
+    """Build the tiny base once, before any arm (parallel workers would otherwise wait on its lock)."""
+    config = method_config("base", 0, budget)
+    if config.model.path == "tiny":
+        from agents.base_cache import ensure_tiny_base
+
+        ensure_tiny_base(progress=True)
+
+
+def _quiet_transformers() -> None:
+    """No per-load progress bars of transformers in the reproduce log (one line per arm instead)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass

@@ -1,0 +1,312 @@
+"""Step-speed benchmark: one GRPO step on the tiny base, ours vs TRL's GRPOTrainer vs a minimal PyTorch loop.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_step.py [--rounds 5] [--steps 4] [--skip-trl] [--json out.json]
+    pip install "cuma-gym[bench]"    # TRL, optional: without it the TRL row is skipped with a message
+
+Same model (the embedded tiny base), batch (16 prompts x 8 completions), sampling (T=0.6, at most 8 new
+tokens, stop at EOS) and reward (TTRL's majority vote: 1 if a completion's answer is the group's plurality
+answer) for every contender, one thread. The contenders alternate in one process, `--steps` optimizer
+steps each per round, for `--rounds` rounds, so drifting machine load hits them alike; medians over all
+timed steps (the first round is a warm-up and is not counted).
+
+- `trl`: `trl.GRPOTrainer` with its defaults (TRL 1.16: beta 0, loss `dapo`, gradient checkpointing on)
+  except what must match: batch 128 = 16 prompts x 8 generations, max_completion_length 8, temperature 0.6,
+  lr 3e-5, CPU, no saving/logging. A step is timed from the end of the previous optimizer step to the end
+  of this one (generation, reward, forward, backward, optimizer). Optional: `pip install "cuma-gym[bench]"`
+  (skipped with a message when `trl` does not import).
+- `minimal`: a plain PyTorch GRPO loop (HF `generate`, group-normalised advantages, one forward with grad
+  over all 128 sequences, ratio-1 on-policy loss, backward, AdamW), timed by phase.
+- `ours`: `agents.rollout.Rollout.collect()` + `agents.learner.Learner.step()` (TorchRL collector, group
+  vote on the replay-buffer write path, GRPOLoss), timed as collect + learn. Two configs: `ours-ttrl`
+  (preset tiny-ttrl: the same majority reward, no mask, levels uniform: the same work as the others) and
+  `ours-default` (the default preset tiny-cuma-gated: groups under its 6-of-8 mask and zero-advantage
+  groups never enter forward/backward; probes included when they fire).
+
+Ratios are TRL's median step time over each contender's (> 1: faster than TRL). Timings depend on the
+machine and its load; tests never assert them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PROMPTS, GROUP, MAX_NEW, TEMPERATURE, LR = 16, 8, 8, 0.6, 3e-5
+
+
+def majority_rewards(texts: list[str], group: int = GROUP) -> list[float]:
+    """TTRL's reward per completion (groups are consecutive): 1 if its answer is the plurality answer."""
+    from cuma_env.answers import extract_answer
+    from cuma_env.voting import majority_vote
+
+    rewards: list[float] = []
+    for start in range(0, len(texts), group):
+        answers = [extract_answer(t) for t in texts[start:start + group]]
+        rewards.extend(majority_vote(answers, min_votes=1).rewards)
+    return [float(r) for r in rewards]
+
+
+def training_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
+    """`n` rendered prompts (the env's exact text), levels uniform over the procedural train split."""
+    import random
+
+    from agents.policy import render_prompts
+    from cuma_env.arithmetic import ArithmeticSource
+    from cuma_env.prompting import format_prompt
+
+    source, rng = ArithmeticSource("train"), random.Random(seed)
+    problems = []
+    for _ in range(n):
+        level = rng.choice(source.levels)
+        problems.append(source.get(level, rng.randrange(source.size(level))))
+    return render_prompts(tokenizer, [format_prompt(p, "compact") for p in problems])
+
+
+# --- contenders ---------------------------------------------------------------------------------------
+class Minimal:
+    """A plain PyTorch GRPO step: generate, vote, advantages, forward, backward, AdamW."""
+
+    name = "minimal"
+
+    def __init__(self, base: str, prompts: list[str]):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tok = AutoTokenizer.from_pretrained(base)
+        self.tok.padding_side = "left"
+        self.model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        self.model.eval()  # no dropout (TorchRL's GRPO note); gradients still flow
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR)
+        self.prompts, self.cursor = prompts, 0
+        self.phases: dict[str, list[float]] = {"generate": [], "reward": [], "forward": [], "backward": []}
+
+    def step(self) -> float:
+        torch, tok = self.torch, self.tok
+        batch = [self.prompts[(self.cursor + i) % len(self.prompts)] for i in range(PROMPTS)]
+        self.cursor += PROMPTS
+        t0 = time.perf_counter()
+        enc = tok(batch, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            seqs = self.model.generate(**enc, do_sample=True, temperature=TEMPERATURE, top_k=None, top_p=1.0,
+                                       max_new_tokens=MAX_NEW, num_return_sequences=GROUP,
+                                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        t1 = time.perf_counter()
+        width = enc["input_ids"].shape[1]
+        completion = seqs[:, width:]
+        texts = tok.batch_decode(completion, skip_special_tokens=True)
+        rewards = torch.tensor(majority_rewards(texts)).view(PROMPTS, GROUP)
+        adv = ((rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-4)).view(-1, 1)
+        is_eos = completion == tok.eos_token_id
+        first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), completion.shape[1])
+        mask = (torch.arange(completion.shape[1])[None] <= first_eos[:, None]).float()
+        attention = torch.cat([enc["attention_mask"].repeat_interleave(GROUP, 0), mask.long()], 1)
+        t2 = time.perf_counter()
+        logits = self.model(input_ids=seqs, attention_mask=attention).logits[:, width - 1:-1]
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+        loss = -((adv * torch.exp(logp - logp.detach())) * mask).sum() / mask.sum()
+        t3 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        t4 = time.perf_counter()
+        for key, value in zip(self.phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            self.phases[key].append(value)
+        return t4 - t0
+
+
+class Ours:
+    """`Rollout.collect()` + `Learner.step()` of the agent, built as the trainer builds them."""
+
+    def __init__(self, name: str, preset: str, base: str):
+        from agents.checkpoint import seed_everything
+        from agents.config import load_config
+        from agents.learner import Learner
+        from agents.policy import build_policy
+        from agents.rollout import Rollout
+
+        self.name = name
+        config = load_config(preset=preset, overrides=[
+            f"model.path={base}", f"rollout.prompts_per_step={PROMPTS}", f"rollout.group_size={GROUP}",
+            f"rollout.max_new_tokens={MAX_NEW}", f"rollout.temperature={TEMPERATURE}", f"train.lr={LR}",
+            "train.steps=100000", "train.warmup_steps=0"])
+        seed_everything(0)
+        self.policy = build_policy(config.model, config.rollout, seed=0)
+        self.rollout = Rollout(config, self.policy)
+        self.learner = Learner(self.policy, config.train, config.rollout.group_size)
+        self.phases: dict[str, list[float]] = {"collect": [], "learn": [], "trained_groups": []}
+
+    def step(self) -> float:
+        t0 = time.perf_counter()
+        batch = self.rollout.collect()
+        t1 = time.perf_counter()
+        stats = self.learner.step(batch.data)
+        t2 = time.perf_counter()
+        self.phases["collect"].append(t1 - t0)
+        self.phases["learn"].append(t2 - t1)
+        self.phases["trained_groups"].append(stats.trained_groups)
+        return t2 - t0
+
+    def close(self) -> None:
+        self.rollout.shutdown()
+
+
+class TRL:
+    """`trl.GRPOTrainer` with its defaults, run `steps` optimizer steps per call of `run`."""
+
+    name = "trl"
+
+    def __init__(self, base: str, prompts: list[str], workdir: Path):
+        import trl
+        from datasets import Dataset
+        from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+        import torch
+
+        self.version = trl.__version__
+        tok = AutoTokenizer.from_pretrained(base)
+        tok.padding_side = "left"
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        times = self.times = []
+
+        class Timer(TrainerCallback):
+            last: float | None = None
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                if Timer.last is None:
+                    Timer.last = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                now = time.perf_counter()
+                times.append(now - Timer.last)
+                Timer.last = now
+
+        self.timer = Timer
+        args = trl.GRPOConfig(
+            output_dir=str(workdir), use_cpu=True, bf16=False, per_device_train_batch_size=PROMPTS * GROUP,
+            num_generations=GROUP, max_completion_length=MAX_NEW, temperature=TEMPERATURE, learning_rate=LR,
+            max_steps=1, save_strategy="no", report_to=[], logging_steps=10**6, disable_tqdm=True, seed=0,
+            dataloader_num_workers=0)
+        self.args = args
+        self.trainer = trl.GRPOTrainer(
+            model=model, reward_funcs=[lambda prompts, completions, **kw: majority_rewards(list(completions))],
+            args=args, train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tok,
+            callbacks=[Timer()])
+
+    def run(self, steps: int) -> list[float]:
+        self.timer.last = None
+        before = len(self.times)
+        self.trainer.args.max_steps = steps
+        with contextlib.redirect_stdout(io.StringIO()):  # its end-of-train metrics dict
+            self.trainer.train()
+        return self.times[before:]
+
+
+# --- the run --------------------------------------------------------------------------------------
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="alternation rounds; the first is a warm-up")
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per contender per round")
+    parser.add_argument("--skip-trl", action="store_true", help="do not run TRL even if it imports")
+    parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="tiny base directory (default: the cached embedded base, built on first use)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.steps < 1:
+        parser.error("--rounds and --steps must be >= 1")
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    from agents.base_cache import ensure_tiny_base
+
+    base = str(args.base) if args.base else str(ensure_tiny_base(progress=True))
+    contenders: list = []
+    trl_note = "skipped (--skip-trl)"
+    if not args.skip_trl:
+        try:
+            import trl  # noqa: F401
+            import datasets  # noqa: F401
+        except ImportError as exc:
+            trl_note = f"skipped: TRL does not import ({exc.name}); install it with pip install \"cuma-gym[bench]\""
+        else:
+            import tempfile
+            from transformers import AutoTokenizer
+
+            prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512)
+            contenders.append(TRL(base, prompts, Path(tempfile.mkdtemp(prefix="bench-trl-"))))
+            trl_note = f"TRL {contenders[-1].version}"
+    from transformers import AutoTokenizer
+
+    prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512)
+    contenders += [Ours("ours-default", "tiny-cuma-gated", base), Ours("ours-ttrl", "tiny-ttrl", base),
+                   Minimal(base, prompts)]
+    print(f"tiny base {base}; {PROMPTS} prompts x {GROUP} completions, <= {MAX_NEW} new tokens, T={TEMPERATURE}, "
+          f"1 thread; {args.rounds} rounds x {args.steps} steps each (round 1 = warm-up); trl: {trl_note}",
+          flush=True)
+    timed: dict[str, list[float]] = {c.name: [] for c in contenders}
+    marks: dict[str, int] = {}
+    for round_ in range(args.rounds):
+        for c in contenders:
+            if round_ == 1 or args.rounds == 1:
+                marks.setdefault(c.name, _phase_len(c))
+            times = c.run(args.steps) if isinstance(c, TRL) else [c.step() for _ in range(args.steps)]
+            if round_ > 0 or args.rounds == 1:
+                timed[c.name].extend(times)
+        print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(
+            f"{c.name} {statistics.median(timed[c.name] or [0]):.3f} s" for c in contenders), flush=True)
+    for c in contenders:
+        if hasattr(c, "close"):
+            c.close()
+
+    reference = median(timed.get("trl", []))
+    report: dict[str, dict] = {}
+    print("\n| contender | median s/step | TRL / this | breakdown (medians) |")
+    print("|---|---|---|---|")
+    for c in contenders:
+        med = median(timed[c.name])
+        phases = {k: median(v[marks.get(c.name, 0):]) for k, v in getattr(c, "phases", {}).items()}
+        detail = ", ".join(f"{k} {v * 1000:.0f} ms" if k != "trained_groups" else f"trained groups {v:g}/{PROMPTS}"
+                           for k, v in phases.items() if v is not None)
+        ratio = f"{reference / med:.2f}x" if reference and med else "n/a"
+        print(f"| {c.name} | {med:.4f} | {ratio} | {detail} |")
+        report[c.name] = {"median_s": med, "ratio_vs_trl": (reference / med) if reference and med else None,
+                          "phases": phases, "steps_timed": len(timed[c.name])}
+    if reference is None:
+        print(f"TRL: {trl_note}; ratios vs TRL need it (the minimal loop is the in-process reference):")
+    minimal = median(timed["minimal"])
+    for name in ("ours-default", "ours-ttrl"):
+        print(f"ratio minimal / {name}: {minimal / median(timed[name]):.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"trl": trl_note, "contenders": report}, indent=2) + "\n")
+    return 0
+
+
+def _phase_len(contender) -> int:
+    phases = getattr(contender, "phases", None)
+    return len(next(iter(phases.values()))) if phases else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""benchmarks/bench_step.py runs end to end (one round, one step, TRL skipped) and prints its table and ratios.
+
+Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step.py"
+
+
+@pytest.mark.slow
+def test_bench_step_runs_and_prints_ratios(tiny_base_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--rounds", "1", "--steps", "1", "--skip-trl",
+                           "--base", str(tiny_base_dir), "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout
+    assert "trl: skipped (--skip-trl)" in text
+    for name in ("ours-default", "ours-ttrl", "minimal"):
+        assert f"| {name} |" in text
+    assert "ratio minimal / ours-default:" in text and "generate" in text
+    saved = json.loads(out.read_text())
+    assert set(saved["contenders"]) == {"ours-default", "ours-ttrl", "minimal"}
+    assert all(c["median_s"] > 0 and c["ratio_vs_trl"] is None for c in saved["contenders"].values())
