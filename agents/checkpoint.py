@@ -10,7 +10,6 @@ never a truncated file. `latest_checkpoint` only ever sees complete files (`step
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from cuma_env.atomic_io import atomic_file
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d{7})\.pt$")
@@ -50,18 +51,12 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep:
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(run_dir, step)
-    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
+    with atomic_file(final, "wb") as handle:
         torch.save({**state, "step": int(step)}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(folder)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     for stale in folder.glob(".step-*.tmp-*"):  # left by a process killed while writing
-        if stale != tmp:
-            stale.unlink(missing_ok=True)
+        stale.unlink(missing_ok=True)
     return final
 
 
@@ -70,19 +65,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # a foreign or damaged file: say which one
         raise RuntimeError(f"cannot read checkpoint {path}: {exc}") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- random number generators --------------------------------------------------------------------

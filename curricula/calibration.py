@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cuma_env.answers import matches_reference
+from cuma_env.atomic_io import atomic_file
 from cuma_env.problems import LEVELS, Problem
 from cuma_env.prompting import format_prompt
 
@@ -367,11 +368,9 @@ def write_report(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any
     out.mkdir(parents=True, exist_ok=True)
     paths = {"jsonl": out / "calibrated.jsonl", "table": out / "calibration.md", "plot": out / "calibration.png",
              "summary": out / "calibration.json"}
-    tmp = paths["jsonl"].with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_file(paths["jsonl"]) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, paths["jsonl"])
     paths["table"].write_text(format_report(summary, title), encoding="utf-8")
     plot_report(summary, paths["plot"], title)
     paths["summary"].write_text(json.dumps({**summary, "meta": dict(meta or {})}, indent=2, default=str) + "\n")
