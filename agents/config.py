@@ -7,8 +7,10 @@
 A YAML file (or preset) may name a `preset:` to start from and change only some keys. Overrides use dotted
 keys (`train.lr=1e-5`) or a leaf name that is unique across sections (`lr=1e-5`); values are parsed as
 YAML (`env.levels=[1,2]`, `eval.every=0`). `curriculum.options` is a free mapping handed to
-`curricula.make_schedule`, so `curriculum.options.window=16` works too. Every problem (unknown key, wrong
-type, value out of range, unknown schedule option) is one `ConfigError` whose message is one line.
+`curricula.make_schedule`, so `curriculum.options.window=16` works too. `env.pool` is a nested section
+(`env.pool.kind=skewed`): which problems the run trains on (see `PoolConfig`, built by `agents.train_pool`).
+Every problem (unknown key, wrong type, value out of range, unknown schedule option) is one `ConfigError`
+whose message is one line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -44,6 +47,20 @@ class ModelConfig:
     vllm_max_model_len: int = 4096
 
 
+POOL_KINDS = ("split", "skewed", "file")
+
+
+@dataclass
+class PoolConfig:
+    """The training pool (`agents.train_pool.training_source`); the held-out evaluation is never affected."""
+
+    kind: str = "split"                      # split: the env id's train split | skewed | file
+    path: str | None = None                  # file: a curated JSONL (pools' layout; `cuma curate` / `calibrate`)
+    size: int | None = None                  # skewed: problems in the pool (null: 1000)
+    level_field: str = "level"               # file: the record field holding the level (measured_level)
+    top_up: bool | list[int] = False         # file: fill levels (true: every level; or a list) from the split
+
+
 @dataclass
 class EnvConfig:
     id: str = "CuMa-Arith-v0"
@@ -53,6 +70,7 @@ class EnvConfig:
     prompt_template: str | None = None       # None: the task's own (compact for arith)
     data_dir: str | None = None              # None: $CUMA_DATA_DIR
     source_seed: int = 0                     # order of the problem source (arith permutation seed)
+    pool: PoolConfig = field(default_factory=PoolConfig)  # what the agent trains on (default: the train split)
 
 
 @dataclass
@@ -135,6 +153,7 @@ _SECTION_TYPES = {"model": ModelConfig, "env": EnvConfig, "curriculum": Curricul
                   "train": TrainConfig, "eval": EvalConfig, "output": OutputConfig}
 CHOICES = {"model.backend": ("transformers", "vllm"), "model.dtype": ("auto", "float32", "bfloat16", "float16"),
            "env.reward": ("masked_majority", "majority", "self_certainty", "ground_truth"),
+           "env.pool.kind": POOL_KINDS,
            "train.schedule": ("cosine", "constant"), "train.masked_groups": ("drop", "zero_advantage"),
            "train.aggregation": ("token_mean", "prompt_mean")}
 # keys that may change when a run is resumed (they do not change what the run computes)
@@ -241,9 +260,15 @@ def set_key(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _all_keys() -> list[str]:
+    def fields(prefix: str, cls: type) -> list[str]:
+        hints = typing.get_type_hints(cls)
+        return [k for f in dataclasses.fields(cls)
+                for k in (fields(f"{prefix}.{f.name}", hints[f.name]) if dataclasses.is_dataclass(hints[f.name])
+                          else [f"{prefix}.{f.name}"])]
+
     keys = [f.name for f in dataclasses.fields(Config) if f.name not in _SECTION_TYPES]
     for section, cls in _SECTION_TYPES.items():
-        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+        keys += fields(section, cls)
     return keys
 
 
@@ -267,6 +292,8 @@ def from_dict(data: dict[str, Any]) -> Config:
         else:
             raise ConfigError(f"unknown key {key!r}{_suggest(key, _all_keys())}")
     config = Config(**top)
+    if config.env.pool.path is not None:  # absolute, so a resumed run finds the file from any directory
+        config.env.pool.path = os.path.abspath(os.path.expanduser(config.env.pool.path))
     validate(config)
     return config
 
@@ -287,6 +314,8 @@ def _build_section(section: str, cls: type, value: Any) -> Any:
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """`value` as the annotated type; ints become floats where a float is expected, '3e-5' parses as float."""
+    if dataclasses.is_dataclass(hint):  # a nested section (env.pool)
+        return _build_section(name, hint, value)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -383,12 +412,33 @@ def validate(config: Config) -> None:
         need(1 <= e.min_votes <= r.group_size, f"env.min_votes: a count must be in 1..group_size, got {e.min_votes}")
     else:
         need(0 < e.min_votes <= 1, f"env.min_votes: a share must be in (0, 1], got {e.min_votes}")
+    _validate_pool(e, need)
     from curricula import make_schedule
 
     try:
         make_schedule(config.curriculum.schedule, **config.curriculum.options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"curriculum: {' '.join(str(exc).split())}") from None
+
+
+def _validate_pool(e: EnvConfig, need) -> None:
+    """`env.pool`: each key only where its kind reads it; a file pool's file must exist (checked at load)."""
+    p = e.pool
+    need(p.kind == "file" or p.path is None, f"env.pool.path: only kind file reads a path (kind is {p.kind!r})")
+    need(p.kind == "skewed" or p.size is None, f"env.pool.size: only kind skewed reads a size (kind is {p.kind!r})")
+    need(p.kind == "file" or p.top_up is False,
+         f"env.pool.top_up: only kind file is topped up (kind is {p.kind!r})")
+    need(p.size is None or p.size >= 1, f"env.pool.size: must be >= 1 or null, got {p.size!r}")
+    need(isinstance(p.top_up, bool) or (len(p.top_up) > 0 and all(lv in (1, 2, 3, 4, 5) for lv in p.top_up)),
+         f"env.pool.top_up: must be true, false or a non-empty list of levels 1..5, got {p.top_up!r}")
+    need(bool(p.level_field), "env.pool.level_field: must be a field name, got an empty string")
+    if p.kind == "skewed":
+        from cuma_env.catalog import get_task
+
+        need(get_task(e.id).levelled, f"env.pool.kind: skewed needs a levelled env, {e.id} has no levels")
+    if p.kind == "file":
+        need(p.path is not None, "env.pool.path: kind file needs a path to a curated JSONL (env.pool.path=FILE)")
+        need(Path(p.path).is_file(), f"env.pool.path: file not found: {p.path}")
 
 
 def diff_keys(old: Config, new: Config) -> list[str]:

@@ -22,11 +22,11 @@ Which data each arm trains on (the tiny-scale stand-in for the paper's "curated 
   split (`cuma`, `cuma_nomask`), MATH-proportioned stages (8% of the steps on level 1, 29% on level 5) on
   the skewed pool (`cuma_nocurated`). So `cuma` vs `cuma_nocurated` differ only in the data.
 
-The config has no field for a custom training pool, so `cuma_nocurated` runs with `train_source(pool)`,
-which makes `cuma_env.catalog.make_source` return the pool for the train split while its run is built
-(the held-out split is untouched). Its run directory therefore cannot be continued with plain
-`cuma train --resume`; `cuma reproduce --out SAME_DIR` continues it (finished runs are reused, interrupted
-ones resumed from their last checkpoint).
+`cuma_nocurated`'s pool is config, like everything else about an arm: `env.pool.kind=skewed`,
+`env.pool.size=NOCURATED_POOL_SIZE` (`agents.train_pool` builds it; the held-out split is untouched). So its
+run directory continues with plain `cuma train --resume` as well as with `cuma reproduce --out SAME_DIR`
+(finished runs are reused, interrupted ones resumed from their last checkpoint); `pool.txt` in a run
+directory with a non-default pool shows the pool's level counts.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,8 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("cuma_nomask", "tiny-cuma-nomask", "none", "CuMa without the mask"),
     MethodSpec("cuma_nocurriculum", "tiny-cuma-nocurriculum", "none", "CuMa without the curriculum (uniform)"),
     MethodSpec("cuma_nocurated", "tiny-cuma", "none",
-               "CuMa without curated data: a MATH-skewed pool with few easy problems", pool="skewed"),
+               "CuMa without curated data: a MATH-skewed pool with few easy problems", pool="skewed",
+               overrides=("env.pool.kind=skewed", f"env.pool.size={NOCURATED_POOL_SIZE}")),
     MethodSpec("cuma_gated", "tiny-cuma-gated", "none",
                "ours: agreement-gated curriculum, next-level probes, collapse guard, mask >= 75% of the group"),
 )}
@@ -134,42 +135,11 @@ def method_config(method: str, seed: int, budget: Budget):
     if config.curriculum.schedule == "sequential":
         groups = budget.steps * config.rollout.prompts_per_step
         levels = config.env.levels or [1, 2, 3, 4, 5]
-        weights = [MATH_LEVEL_COUNTS[lv] for lv in levels] if spec.pool == "skewed" else [1.0] * len(levels)
+        skewed = config.env.pool.kind == "skewed"
+        weights = [MATH_LEVEL_COUNTS[lv] for lv in levels] if skewed else [1.0] * len(levels)
         stages = _split_evenly(groups, weights)
         config = config.replace({"curriculum.options.steps_per_level": stages})
     return config.replace({"name": method})
-
-
-def nocurated_pool(config):
-    """The MATH-skewed natural pool of `cuma_nocurated` (few easy problems), from the procedural train split."""
-    from cuma_env.catalog import make_source
-    from curricula.mixing import skewed_pool
-
-    levels = tuple(config.env.levels) if config.env.levels else None
-    source = make_source(config.env.id, "train", levels=levels, data_dir=config.env.data_dir,
-                         seed=config.env.source_seed)
-    shares = {lv: MATH_LEVEL_COUNTS[lv] for lv in source.levels}
-    return skewed_pool(source, shares, total=NOCURATED_POOL_SIZE, seed=config.env.source_seed,
-                       name="arith-math-skewed")
-
-
-@contextlib.contextmanager
-def train_source(source) -> Iterator[None]:
-    """While active, `cuma_env.catalog.make_source(..., "train", ...)` returns `source` (levels filtered)."""
-    import cuma_env.catalog as catalog
-
-    original = catalog.make_source
-
-    def patched(env_id, split="train", levels=None, data_dir=None, seed=0):
-        if split != "train":
-            return original(env_id, split, levels, data_dir, seed)
-        return source if levels is None else source.filter_levels(levels)
-
-    catalog.make_source = patched
-    try:
-        yield
-    finally:
-        catalog.make_source = original
 
 
 # --- one arm --------------------------------------------------------------------------------------
@@ -258,22 +228,22 @@ def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path) -> 
         summary = json.loads(summary_path.read_text())
         if not summary.get("interrupted") and _same_config(run_dir, config):
             return record_from_eval(method, seed, evals_from_run_dir(run_dir), summary["wall_s"], str(run_dir))
-    source = nocurated_pool(config) if METHODS[method].pool == "skewed" else None
-    with train_source(source) if source is not None else contextlib.nullcontext():
-        if latest_checkpoint(run_dir) is not None and _same_config(run_dir, config):
-            trainer = Trainer.resume(run_dir)
-        else:
-            if run_dir.exists():
-                import shutil
+    if latest_checkpoint(run_dir) is not None and _same_config(run_dir, config):
+        trainer = Trainer.resume(run_dir)
+    else:
+        if run_dir.exists():
+            import shutil
 
-                shutil.rmtree(run_dir)  # a stale or different run of this arm: start it again
-            trainer = Trainer.new(config, run_dir)
-            if source is not None:
-                (run_dir / "pool.txt").write_text(f"{source!r}\n")
-        with open(run_dir / "train.log", "a") as log_file, contextlib.redirect_stdout(log_file), \
-                warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*size_average and reduce args.*")
-            summary = trainer.run()  # the trainer's own before/after tables go to train.log
+            shutil.rmtree(run_dir)  # a stale or different run of this arm: start it again
+        trainer = Trainer.new(config, run_dir)
+        if config.env.pool.kind != "split":
+            from agents.train_pool import training_source
+
+            (run_dir / "pool.txt").write_text(f"{training_source(config.env)!r}\n")
+    with open(run_dir / "train.log", "a") as log_file, contextlib.redirect_stdout(log_file), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*size_average and reduce args.*")
+        summary = trainer.run()  # the trainer's own before/after tables go to train.log
     save_config(config, run_dir / "config.yaml")
     evals = [(s, r) for s, r in trainer.evals]
     return record_from_eval(method, seed, evals, summary["wall_s"], str(run_dir))

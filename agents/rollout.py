@@ -121,14 +121,13 @@ class Rollout:
 
         import cuma_env
         from curricula import CurriculumStream
-        from cuma_env.catalog import make_source
+        from agents.train_pool import training_source
 
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
         e, r = config.env, config.rollout
         self.group_size, self.prompts = r.group_size, r.prompts_per_step
-        levels = tuple(e.levels) if e.levels is not None else None
-        source = make_source(e.id, "train", levels=levels, data_dir=e.data_dir, seed=e.source_seed)
+        source = training_source(e)  # env.pool: the train split (default), a skewed pool or a curated file
         probe = make_probe(policy, config) if config.curriculum.probe else None
         stream = CurriculumStream({"name": config.curriculum.schedule, **config.curriculum.options}, source,
                                   seed=config.seed, probe=probe)

@@ -4,12 +4,22 @@
     python examples/curriculum_sweep.py --policy random --groups 64      # smoke run (random weights)
     python examples/curriculum_sweep.py --schedules agreement_gated,sequential --groups 2000 \\
         --kwargs '{"agreement_gated": {"window": 64}}' --out runs/sweep
+    python examples/curriculum_sweep.py --train --groups 1920 --set eval.n_per_level=50   # train each schedule
 
 A *policy* is a completions generator `policy(prompts, n) -> list[list[str]]` (n completions per prompt).
 If it also has `learn(batch)`, the sweep calls it after every batch with `[(prompt, completions, info), ...]`:
 that is where an RL agent trains (e.g. one GRPO step); without it the policy is frozen and the sweep shows
 how each schedule reacts to one fixed model. `run_sweep(..., policy_factory=...)` builds a fresh policy per
 schedule so every schedule starts from the same base.
+
+`--train` trains instead: each schedule gets a fresh copy of the base (`--policy tiny-base` or `random`)
+trained by the real agent, `agents.trainer.Trainer` (TorchRL collector, group vote, GRPO `Learner.step`),
+with the default preset's config plus the sweep's env, schedule, group size, mask threshold and temperature,
+`--batch` prompts per optimizer step and ceil(groups / batch) steps (`--set key=value` changes any other
+agent key, e.g. `train.lr=3e-5`). Each run keeps its own run directory (`OUT/runs/<schedule>`: metrics.csv,
+eval.csv, checkpoints, report.png); the sweep's CSVs and plot come from the groups the agent voted on (their
+curriculum columns are the curriculum after that step, not after each group), and `heldout.csv` gathers
+the runs' held-out evaluations (before and after training).
 
 Logged per group (CSV `groups.csv`): schedule, batch, group, level, curriculum_level (after the update),
 agreement, masked, parse_rate, majority_count, majority, majority_correct (only when the problems carry a
@@ -46,6 +56,7 @@ from cuma_env import EpisodeConfig, format_prompt, score_group  # noqa: E402
 from curricula import CurriculumWrapper, make_schedule  # noqa: E402
 
 Policy = Callable[[Sequence[str], int], list[list[str]]]
+HELDOUT_COLUMNS = ("schedule", "step", "level", "n", "greedy", "pass1", "maj")
 DEFAULT_SCHEDULES = ("sequential", "agreement_gated", "learning_progress", "uniform", "fixed")
 CSV_COLUMNS = ("schedule", "batch", "group", "level", "curriculum_level", "expected_level", "problem_id", "agreement", "masked",
                "parse_rate", "majority_count", "majority", "majority_correct", "reward", "concentration")
@@ -165,22 +176,25 @@ def run_schedule(label: str, spec: dict[str, Any], *, env_id: str, policy: Polic
         completions = policy(prompts, group_size)
         trained = []
         for i in range(n):
-            _, reward, _, _, info = wrapped[i].step(completions[i])
+            _, _, _, _, info = wrapped[i].step(completions[i])
             trained.append((prompts[i], completions[i], info))
-            cur = info["curriculum"]
-            correct = info.get("majority_correct")
-            rows.append({"schedule": label, "batch": b, "group": len(rows), "level": info["level"],
-                         "curriculum_level": cur["level"], "expected_level": expected_level(cur["weights"]),
-                         "problem_id": info["problem_id"],
-                         "agreement": round(info["agreement"], 4), "masked": int(info["masked"]),
-                         "parse_rate": round(info["parse_rate"], 4), "majority_count": info["majority_count"],
-                         "majority": info["majority"], "majority_correct": "" if correct is None else int(correct),
-                         "reward": round(float(reward), 4), "concentration": cur.get("concentration", "")})
+            rows.append(group_row(label, b, len(rows), info, info["curriculum"]))
         if learn is not None:
             learn(trained)
     for env in wrapped:
         env.close()
     return rows
+
+
+def group_row(label: str, batch: int, group: int, info: dict[str, Any], cur: dict[str, Any]) -> dict[str, Any]:
+    """One `groups.csv` row from a scored group's info and the curriculum summary `cur`."""
+    correct = info.get("majority_correct")
+    return {"schedule": label, "batch": batch, "group": group, "level": info["level"],
+            "curriculum_level": cur["level"], "expected_level": expected_level(cur["weights"]),
+            "problem_id": info["problem_id"], "agreement": round(info["agreement"], 4), "masked": int(info["masked"]),
+            "parse_rate": round(info["parse_rate"], 4), "majority_count": info["majority_count"],
+            "majority": info["majority"], "majority_correct": "" if correct is None else int(correct),
+            "reward": round(float(np.mean(info["rewards"])), 4), "concentration": cur.get("concentration", "")}
 
 
 def expected_level(weights: dict[str, float]) -> float | str:
@@ -199,6 +213,72 @@ def run_sweep(schedules: dict[str, dict[str, Any]], *, policy_factory: Callable[
         rows += run_schedule(label, spec, policy=policy_factory(), **kwargs)
         seconds[label] = round(time.perf_counter() - start, 2)
     return rows, seconds
+
+
+# --- training each schedule with the agent (--train) -------------------------------------------------
+def train_config(spec: dict[str, Any], *, env_id: str, groups: int, batch: int, group_size: int, seed: int,
+                 min_votes: int | float = 2, probe: bool = True, temperature: float = 0.6, model_path: str = "tiny",
+                 overrides: Sequence[str] = ()) -> Any:
+    """The agent's `Config` for one schedule: the default preset plus the sweep's settings, then `overrides`."""
+    from agents.config import load_config
+
+    options = {k: v for k, v in spec.items() if k != "name"}
+    config = load_config(overrides=[
+        f"name=sweep-{spec['name']}", f"seed={seed}", f"model.path={model_path}", f"env.id={env_id}",
+        f"env.min_votes={min_votes}", f"rollout.group_size={group_size}", f"rollout.prompts_per_step={batch}",
+        f"rollout.temperature={temperature}", f"train.steps={-(-groups // batch)}", "eval.every=0",
+        f"curriculum.probe={probe}", "output.progress=false", "output.tensorboard=false"])
+    return config.replace({"curriculum.schedule": spec["name"], "curriculum.options": options}).replace(
+        list(overrides))
+
+
+def train_schedule(label: str, config: Any, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train a fresh copy of the base under `config` with the agent; returns (group rows, held-out rows)."""
+    from agents.run_outputs import read_csv
+    from agents.trainer import Trainer
+
+    rows: list[dict[str, Any]] = []
+
+    class GroupLoggingTrainer(Trainer):
+        """The agent's trainer, also keeping one sweep row per group voted in each step."""
+
+        def _metrics(self, batch: Any, learn: Any) -> dict[str, Any]:
+            cur, first = self.rollout.summary(), len(rows)
+            rows.extend([group_row(label, self.step - 1, first + i, info, cur) for i, info in enumerate(batch.infos)])
+            return super()._metrics(batch, learn)
+
+    GroupLoggingTrainer.new(config, run_dir).run()
+    heldout = [{"schedule": label, **{k: row[k] for k in HELDOUT_COLUMNS[1:]}}
+               for row in read_csv(run_dir / "eval.csv")]
+    return rows, heldout
+
+
+def random_base(out: Path, seed: int) -> str:
+    """`--policy random --train`: the tiny architecture with random weights, saved for the agent to load."""
+    from agents.tiny_model import build_tiny_model
+
+    model, tokenizer = build_tiny_model(seed=seed)
+    model.save_pretrained(out / "random-base")
+    tokenizer.save_pretrained(out / "random-base")
+    return str(out / "random-base")
+
+
+def run_training_sweep(schedules: dict[str, dict[str, Any]], out: Path, **kwargs: Any
+                       ) -> tuple[list[dict[str, Any]], dict[str, float], list[dict[str, Any]]]:
+    """Every schedule trained from the same base (kwargs: `train_config`'s); returns (rows, seconds, held-out)."""
+    rows, seconds, heldout = [], {}, []
+    for label, spec in schedules.items():
+        start = time.perf_counter()
+        run_dir = out / "runs" / label
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)  # a sweep starts every schedule afresh
+        mine, evals = train_schedule(label, train_config(spec, **kwargs), run_dir)
+        rows += mine
+        heldout += evals
+        seconds[label] = round(time.perf_counter() - start, 2)
+    return rows, seconds, heldout
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -270,6 +350,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-probe", action="store_true", help="no probe hook for agreement_gated")
+    p.add_argument("--train", action="store_true", help="train a fresh base per schedule with the agent (GRPO)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --train: an agent config override (repeatable), e.g. train.lr=3e-5")
     p.add_argument("--out", default="runs/curriculum_sweep", help="output folder")
     return p.parse_args(argv)
 
@@ -284,10 +367,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    policy = load_policy(args.policy, temperature=args.temperature, seed=args.seed)  # frozen: one for all
-    rows, seconds = run_sweep(schedules, policy_factory=lambda: policy, env_id=args.env, groups=args.groups,
-                              batch=args.batch, group_size=args.group_size, seed=args.seed, min_votes=min_votes,
-                              probe=not args.no_probe)
+    common = dict(env_id=args.env, groups=args.groups, batch=args.batch, group_size=args.group_size, seed=args.seed,
+                  min_votes=min_votes, probe=not args.no_probe)
+    if args.train:
+        if args.policy == "simulated":
+            raise SystemExit("--train needs a model: --policy tiny-base or random")
+        model_path = "tiny" if args.policy == "tiny-base" else random_base(out, args.seed)
+        rows, seconds, heldout = run_training_sweep(schedules, out, temperature=args.temperature,
+                                                    model_path=model_path, overrides=args.set, **common)
+        write_csv(out / "heldout.csv", heldout, HELDOUT_COLUMNS)
+        last = {r["schedule"]: r["step"] for r in heldout}
+        for r in heldout:
+            if r["step"] == last[r["schedule"]]:
+                print(f"held-out after training: schedule={r['schedule']} level={r['level']} greedy={r['greedy']}")
+    else:
+        policy = load_policy(args.policy, temperature=args.temperature, seed=args.seed)  # frozen: one for all
+        rows, seconds = run_sweep(schedules, policy_factory=lambda: policy, **common)
     summary = summarize(rows)
     write_csv(out / "groups.csv", rows, CSV_COLUMNS)
     write_csv(out / "summary.csv", summary, ("schedule", "level", "groups", "agreement", "mask_rate", "parse_rate",

@@ -75,3 +75,36 @@ def test_simulated_weak_base_keeps_the_probed_gate_on_level_one(tmp_path):
     blind = sweep.run_schedule("g", {"name": "agreement_gated"}, policy=sweep.SimulatedPolicy(0), probe=False, **common)
     assert {r["level"] for r in probed} == {1}
     assert max(r["level"] for r in blind) == 2
+
+
+@pytest.mark.slow
+def test_train_gives_every_schedule_a_fresh_base_trained_by_the_agent(tiny_base_dir, tmp_path):
+    """`--train`: each schedule is a real `agents.trainer` run from the same base; the sweep's CSVs come from it."""
+    from agents.config import from_dict, read_yaml
+
+    sweep = load_script()
+    args = ["--train", "--schedules", "sequential,uniform", "--groups", "8", "--batch", "4", "--group-size", "4",
+            "--set", f"model.path={tiny_base_dir}", "--set", "eval.n_per_level=2", "--set", "eval.samples=1",
+            "--set", "train.warmup_steps=0", "--out", str(tmp_path)]
+    assert sweep.main(args) == 0
+    rows = read_csv(tmp_path / "groups.csv")
+    assert tuple(rows[0]) == sweep.CSV_COLUMNS
+    for label in ("sequential", "uniform"):
+        mine = [r for r in rows if r["schedule"] == label]
+        assert [int(r["group"]) for r in mine] == list(range(8)) and [r["batch"] for r in mine] == ["0"] * 4 + ["1"] * 4
+        run = tmp_path / "runs" / label
+        config = from_dict(read_yaml(run / "config.yaml"))
+        assert config.curriculum.schedule == label and config.train.steps == 2
+        assert (config.rollout.prompts_per_step, config.rollout.group_size) == (4, 4)
+        metrics = read_csv(run / "metrics.csv")
+        assert [m["step"] for m in metrics] == ["1", "2"] and float(metrics[0]["lr"]) > 0
+        assert sum(int(m["kept_groups"]) for m in metrics) == sum(1 - int(r["masked"]) for r in mine)
+    assert from_dict(read_yaml(tmp_path / "runs" / "sequential" / "config.yaml")).curriculum.options == {
+        "steps_per_level": 1}
+    heldout = read_csv(tmp_path / "heldout.csv")
+    before = {(r["schedule"], r["level"]): r["greedy"] for r in heldout if r["step"] == "0"}
+    assert len(before) == 10 and {r["step"] for r in heldout} == {"0", "2"}
+    assert all(before[("uniform", lv)] == before[("sequential", lv)] for lv in "12345")  # the same start
+    summary = read_csv(tmp_path / "summary.csv")
+    assert {r["schedule"] for r in summary} == {"sequential", "uniform"}
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000

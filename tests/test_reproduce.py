@@ -11,7 +11,7 @@ import json
 import pytest
 
 from agents.reproduce import (METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE, Budget, RunRecord, _split_evenly,
-                              method_config, nocurated_pool, quick_budget, train_source)
+                              method_config, quick_budget)
 from agents.reproduce_report import aggregate, format_table, goal_checks
 
 SMALL = ("rollout.prompts_per_step=4", "eval.n_per_level=8", "eval.samples=2")
@@ -43,20 +43,17 @@ def test_sequential_stages_follow_the_budget_and_the_pool():
     assert _split_evenly(7, [1, 1, 1]) == [3, 2, 2] and _split_evenly(3, [100, 1, 1]) == [1, 1, 1]
 
 
-def test_the_nocurated_pool_is_skewed_and_only_replaces_the_train_split():
-    import cuma_env.catalog as catalog
+def test_the_nocurated_pool_is_config_and_skewed():
+    from agents.train_pool import training_source
 
     config = method_config("cuma_nocurated", 0, Budget(steps=10))
-    pool = nocurated_pool(config)
+    assert (config.env.pool.kind, config.env.pool.size) == ("skewed", NOCURATED_POOL_SIZE)
+    assert all(method_config(m, 0, Budget(steps=10)).env.pool.kind == "split"
+               for m in METHOD_ORDER if m != "cuma_nocurated")
+    pool = training_source(config.env)
     sizes = [pool.size(lv) for lv in (1, 2, 3, 4, 5)]
     assert sum(sizes) == NOCURATED_POOL_SIZE and sizes == sorted(sizes) and sizes[0] < sizes[-1] / 3
     assert all(p.meta["split"] == "train" for p in pool.problems())
-    original = catalog.make_source
-    with train_source(pool):
-        assert catalog.make_source("CuMa-Arith-v0", "train") is pool
-        assert catalog.make_source("CuMa-Arith-v0", "train", levels=(1,)).size(1) == sizes[0]
-        assert catalog.make_source("CuMa-Arith-v0", "test").split == "test"
-    assert catalog.make_source is original
 
 
 def _record(method, seed, acc, collapse=0.05):

@@ -1,26 +1,26 @@
 """The files curation reads: the seed pool (reference examples) and the evaluation sets (never to be copied).
 
 Files are found through an explicit `data_dir` argument or the `CUMA_DATA_DIR` environment variable. A missing
-file is one `DataFileMissing` error that names the path looked at and how to provide it. This module reads the
-JSONL layouts of `/work/shared/data/README.md` directly (stdlib only) so the curation tools do not depend on the
-environment's loaders.
+file is one `DataFileMissing` error that names the path looked at and how to provide it. The benchmark files
+and the MATH seed pool are read by the environment's loaders (`cuma_env.datasets.load_problems`, cached), so
+curation and training see the same records; only user files (`--seed-pool`, extra sets) are read here.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cuma_env.datasets import DataFileNotFoundError
+from cuma_env import datasets
+from cuma_env.datasets import DATA_DIR_ENV, DataFileNotFoundError, read_jsonl
 
-DATA_DIR_ENV = "CUMA_DATA_DIR"
-
+SEED_POOL_DATASET = "math"  # the `cuma_env.datasets` name of the MATH 12k training pool
 SEED_POOL_FILE = "math/prm800k_train_12k.jsonl"
-# name -> (relative path, field holding the problem text)
+# `cuma_env.datasets` name -> (relative path, field holding the problem text); the loaders read them
 EVAL_FILES: dict[str, tuple[str, str]] = {
     "math500": ("math/math500_test.jsonl", "problem"),
     "gsm8k_test": ("gsm8k/test.jsonl", "question"),
@@ -31,6 +31,17 @@ EVAL_FILES: dict[str, tuple[str, str]] = {
 
 class DataFileMissing(DataFileNotFoundError):
     """A data file (or the data folder) is not where curation looked for it (a `cuma_env` data error)."""
+
+
+@contextlib.contextmanager
+def _as_missing() -> Iterator[None]:
+    """`cuma_env.datasets`' missing-file errors as `DataFileMissing` (same message)."""
+    try:
+        yield
+    except DataFileMissing:
+        raise
+    except DataFileNotFoundError as exc:
+        raise DataFileMissing(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -45,14 +56,11 @@ class SeedProblem:
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """`data_dir` if given, else `$CUMA_DATA_DIR`; one clear error if neither names an existing folder."""
-    if data_dir is None:
-        env = os.environ.get(DATA_DIR_ENV)
-        if not env:
-            raise DataFileMissing(
-                f"no data folder given: pass --data-dir (or data_dir=) or set {DATA_DIR_ENV} to the folder that "
-                f"holds math/, gsm8k/, aime24/, amc23/")
-        data_dir = env
-    path = Path(data_dir).expanduser()
+    if data_dir is None and not os.environ.get(DATA_DIR_ENV):
+        raise DataFileMissing(
+            f"no data folder given: pass --data-dir (or data_dir=) or set {DATA_DIR_ENV} to the folder that "
+            f"holds math/, gsm8k/, aime24/, amc23/")
+    path = datasets.resolve_data_dir(data_dir)
     if not path.is_dir():
         raise DataFileMissing(f"data folder {str(path)!r} does not exist; pass --data-dir (or data_dir=) or set "
                               f"{DATA_DIR_ENV} to the folder that holds math/, gsm8k/, aime24/, amc23/")
@@ -61,11 +69,15 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def data_file(relative: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Absolute path of a data file; `DataFileMissing` names the path looked at and `CUMA_DATA_DIR`."""
-    path = resolve_data_dir(data_dir) / relative
-    if not path.is_file():
-        raise DataFileMissing(f"data file not found: {str(path)!r}; pass --data-dir (or data_dir=) or set "
-                              f"{DATA_DIR_ENV} to the folder that holds {relative}")
-    return path
+    resolve_data_dir(data_dir)  # the folder itself first (its own message)
+    with _as_missing():
+        return datasets.data_file(relative, data_dir)
+
+
+def _load_problems(name: str, data_dir: str | os.PathLike[str] | None) -> list[Any]:
+    resolve_data_dir(data_dir)
+    with _as_missing():
+        return datasets.load_problems(name, data_dir)
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -73,17 +85,10 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise DataFileMissing(f"data file not found: {str(path)!r}")
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            yield record
+    for number, record in enumerate(read_jsonl(path), 1):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: record {number}: expected a JSON object")
+        yield record
 
 
 def _text_of(record: dict[str, Any], fields: Sequence[str]) -> str | None:
@@ -98,10 +103,13 @@ def load_seed_pool(path: str | os.PathLike[str] | None = None,
                    data_dir: str | os.PathLike[str] | None = None) -> list[SeedProblem]:
     """Reference problems: any JSONL with `problem` (or `question`/`prompt`) and an int `level`.
 
-    Default: the MATH 12k training pool under the data folder. Records without a level 1-5 are skipped (they
-    cannot serve as examples of a stated level).
+    Default: the MATH 12k training pool under the data folder (`cuma_env.datasets`' `math`). Records without a
+    level 1-5 are skipped (they cannot serve as examples of a stated level).
     """
-    file = Path(path) if path is not None else data_file(SEED_POOL_FILE, data_dir)
+    if path is None:
+        return [SeedProblem(p.id, p.prompt, p.level, p.meta.get("subject"))
+                for p in _load_problems(SEED_POOL_DATASET, data_dir) if p.level in (1, 2, 3, 4, 5)]
+    file = Path(path)
     if not file.is_file():
         raise DataFileMissing(f"seed pool not found: {str(file)!r}; pass --seed-pool FILE or set {DATA_DIR_ENV}")
     pool = []
@@ -125,15 +133,14 @@ def load_eval_texts(data_dir: str | os.PathLike[str] | None = None,
     for name in names if names is not None else EVAL_FILES:
         if name not in EVAL_FILES:
             raise KeyError(f"unknown evaluation set {name!r}; known: {sorted(EVAL_FILES)}")
-        relative, fld = EVAL_FILES[name]
-        path = data_file(relative, data_dir)
-        items = []
-        for i, rec in enumerate(iter_jsonl(path)):
-            text = _text_of(rec, (fld, "problem", "question"))
-            if text is not None:
-                items.append((f"{name}:{rec.get('unique_id', rec.get('id', i))}", text))
-        out[name] = items
+        prefix = _LOADER_ID_PREFIX.get(name, "")
+        out[name] = [(f"{name}:{p.id.removeprefix(prefix)}", p.prompt)
+                     for p in _load_problems(name, data_dir) if p.prompt.strip()]
     return out
+
+
+# the loaders' ids are "<prefix><record id or line index>"; curation keys are "<name>:<record id or index>"
+_LOADER_ID_PREFIX = {"gsm8k_test": "gsm8k/test/", "aime24": "aime24/", "amc23": "amc23/"}
 
 
 def load_extra_texts(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
