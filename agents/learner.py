@@ -15,6 +15,11 @@ Speed and correctness choices:
   strategy (gotcha 4: tokens-mode actor + `sft`).
 - Optional KL to a frozen reference (`kl_coef > 0`): the reference's log-probs are computed for the kept
   members only, under `no_grad`, and stored where GRPOLoss reads them.
+- Dense loss input (`loss_batch`): the kept members arrive lazily stacked (one small TensorDict per member,
+  text and tensorclasses included); GRPOLoss and the scorer copy and re-read that batch several times, which
+  cost 2-3x the model's forward+backward on the tiny base. The loss gets one dense TensorDict holding only
+  the entries it reads, padded as the scorer pads them (tests/test_step_speed_equivalence.py: same loss and
+  gradient as on the original batch).
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ from agents.config import TrainConfig
 from agents.policy import Policy
 
 REF_KEY = ("next", "ref_log_probs", "full")
+# Entries GRPOLoss (sft masking), the tokens-mode scorer and `response_tokens` read, with the padding value the
+# scorer uses (token padding only ever lands on attention-masked positions, so the loss does not see it).
+# None: the tokenizer's pad id. Optional entries are copied when present.
+LOSS_KEYS = ((("tokens", "full"), None), (("tokens", "prompt"), None), (("masks", "all_attention_mask"), False),
+             (("masks", "all_assistant_mask"), False), ("advantage", 0.0), (("log_probs", "full"), 0.0),
+             (REF_KEY, 0.0), (("collector", "mask"), False), ("shifted_valid", False))
 
 
 class OnPolicyGRPOLoss(GRPOLoss):
@@ -70,6 +81,19 @@ class LearnStats:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def loss_batch(batch: Any, pad_token_id: int) -> Any:
+    """One dense TensorDict with exactly the entries the loss reads (left-padded like the scorer pads them)."""
+    from tensordict import TensorDict
+
+    dense = TensorDict(batch_size=batch.batch_size[:1], device=batch.device)
+    for key, pad in LOSS_KEYS:
+        value = batch.get(key, None, as_padded_tensor=True, padding_side="left",
+                          padding_value=pad_token_id if pad is None else pad)
+        if value is not None:
+            dense.set(key, value)
+    return dense
 
 
 def response_tokens(batch: Any) -> int:
@@ -124,6 +148,7 @@ class Learner:
         batch = self.select(data)
         self.optimizer.zero_grad(set_to_none=True)
         if batch is not None:
+            batch = loss_batch(batch, self.policy.tokenizer.pad_token_id)
             batch = batch.to(self.policy.device) if self.policy.device.type != "cpu" else batch
             if self.reference is not None:
                 with torch.no_grad(), self.policy.autocast():

@@ -164,9 +164,10 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
                     generator=None, scorer=scorer, source=model_source(model_config.path))
     if model_config.backend == "vllm":
         _attach_vllm(policy, model_config, rollout, seed)
-    else:
+    else:  # no generation log-probs: the learner takes the on-policy ones from its own forward (agents.learner);
+        # returning them kept every step's logits and one more tensorclass per member in every later copy
         policy.generator = _AutocastWrapper.wrap(TransformersWrapper(
-            model, tokenizer=tokenizer, input_mode="text", generate=True, return_log_probs=True, pad_output=True,
+            model, tokenizer=tokenizer, input_mode="text", generate=True, return_log_probs=False, pad_output=True,
             device=device, generate_kwargs=dict(max_new_tokens=rollout.max_new_tokens, do_sample=True,
                                                 temperature=rollout.temperature, top_p=rollout.top_p, top_k=None)),
             policy)

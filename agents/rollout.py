@@ -13,6 +13,8 @@ Workarounds (notes/torchrl-llm-0.14.md):
 - gotcha 8: the `auto_register_policy_transforms` warning is filtered.
 - `ReplayBuffer.extend` runs its transforms through `Transform.inv`, which shallow-copies the lazily stacked
   batch first (~0.2 s per 128 members here); the collector's batch is fresh, so `_WritePath` skips the copy.
+- `LLMCollector` clones every env step's output and carries it over into the next reset, member by member
+  (~0.25 s per step here); one single-turn step fills our batch, so `_OneStepCollector` skips both.
 - gotcha 1: the generator's `log_probs.full` is not needed: one optimizer step per batch is on-policy, so the
   learner takes the old log-probs from its own forward (see `agents.learner`).
 - The collector pipelines: after stepping batch k it resets the env, drawing batch k+1's problems *before*
@@ -33,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tensordict import lazy_stack
+from torchrl.collectors.llm import LLMCollector
 from torchrl.envs import Compose
 
 from agents.config import Config
@@ -94,12 +98,48 @@ class RecordingStream:
 class _WritePath(Compose):
     """The buffer's write transforms without `Transform.inv`'s defensive shallow copy.
 
-    The collector hands the buffer a batch it has just cloned and never touches again; copying its ~100
-    lazily stacked members once more cost ~0.2 s per step on the tiny model (a third of the step).
+    The collector hands the buffer a fresh batch it never touches again; copying its ~100 lazily stacked
+    members once more cost ~0.2 s per step on the tiny model (a third of the step).
     """
 
     def inv(self, tensordict):
         return self._inv_call(tensordict)
+
+
+class _OneStepCollector(LLMCollector):
+    """`LLMCollector` for batches that one env step fills: no clone, and a plain reset when all dialogs ended.
+
+    TorchRL's loop clones each step's output (~0.12 s per 128 lazily stacked members here) because the next
+    step reuses its shuttle, and `step_and_maybe_reset` carries the finished step over member by member before
+    resetting it (~0.12 s). Single turn, every member is done after the step: the next shuttle is a fresh
+    `reset()` (the same draws; the generator replaces every key it writes), so the step's output shares
+    nothing with it and goes to the buffer as is (`GroupVote(copy=False)` writes into its rows). Anything
+    else takes TorchRL's own path (tests/test_step_speed_equivalence.py: the same batches).
+    """
+
+    def _rollout_all(self):
+        if self.reset_at_each_iter or self.env.batch_size.numel() < self.dialog_turns_per_batch:
+            return super()._rollout_all()  # several steps per batch
+        if self._shuttle is None:
+            self._shuttle = self.env.reset()
+        env_input = self.policy(self._shuttle)
+        if env_input.device != self.env.device:
+            env_input = env_input.to(self.env.device)
+        env_output = self.env.step(env_input)
+        if bool(env_output.get(("next", "done")).all()):
+            self._shuttle = self.env.reset()
+        else:  # multi-turn: the rest of TorchRL's step_and_maybe_reset, and its clone
+            shuttle = self.env._step_mdp(env_output)
+            if getattr(self.env, "_post_step_mdp_hooks", None) is not None:
+                env_output, shuttle = self.env._post_step_mdp_hooks(env_output, shuttle)
+            self._shuttle = self.env.maybe_reset(shuttle)
+            env_output = env_output.clone()
+        collector_data = env_output.get("collector", default=None)
+        if collector_data is not None:
+            self._shuttle.set("collector", collector_data.copy())
+            self._update_traj_ids(env_output)
+        trajectory = lazy_stack([env_output], -1)  # what TorchRL's loop builds
+        return trajectory.view(-1) if self.flatten_data else trajectory
 
 
 @dataclass
@@ -116,7 +156,6 @@ class Rollout:
 
     def __init__(self, config: Config, policy: Policy):
         from tensordict import set_list_to_stack
-        from torchrl.collectors.llm import LLMCollector
         from torchrl.data import LazyStackStorage, ReplayBuffer
 
         import cuma_env
@@ -138,15 +177,16 @@ class Rollout:
             e.id, tokenizer=policy.tokenizer, group_size=r.group_size, batch_size=r.group_size * r.prompts_per_step,
             reward=e.reward, min_votes=e.min_votes, source=source, prompt_template=e.prompt_template,
             problem_stream=self.stream, seed=config.seed)
-        self.vote = self.env.group_vote(drop_masked=config.train.masked_groups == "drop")
+        # copy=False: the collector's batch is fresh and never read again (see `_OneStepCollector`)
+        self.vote = self.env.group_vote(drop_masked=config.train.masked_groups == "drop", copy=False)
         self.buffer = ReplayBuffer(storage=LazyStackStorage(r.group_size * r.prompts_per_step),
                                    transform=_WritePath(self.vote), batch_size=r.group_size * r.prompts_per_step)
         postproc = self._self_certainty if e.reward == "self_certainty" else None
         with warnings.catch_warnings():  # gotcha 8
             warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
-            self.collector = LLMCollector(self.env, policy=policy.generator,
-                                          dialog_turns_per_batch=r.group_size * r.prompts_per_step,
-                                          replay_buffer=self.buffer, postproc=postproc)
+            self.collector = _OneStepCollector(self.env, policy=policy.generator,
+                                               dialog_turns_per_batch=r.group_size * r.prompts_per_step,
+                                               replay_buffer=self.buffer, postproc=postproc)
         self.stream.reset_to(initial)  # gotcha 7: undo the draws of the construction-time reset
         self._iterator = None
 

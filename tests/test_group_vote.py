@@ -208,3 +208,28 @@ def test_buffer_scoring_with_whole_group_batches(tiny):
     rb.extend(td)
     assert rb[:]["next", "reward"].view(-1).tolist() == [1.0, 1.0, 1.0, 0.0]
     assert env.problem_for(td["group_id"][0]) is None  # handed over and forgotten
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_copy_leaves_the_input_alone_and_copy_false_writes_the_same_rows(lazy):
+    """Default: kept rows are copied out (the caller's batch is untouched); copy=False selects them in place."""
+    a = ["\\boxed{3}", "\\boxed{3}", "\\boxed{4}", "nothing"]
+    masked = ["\\boxed{1}", "\\boxed{2}", "\\boxed{3}", "none"]
+
+    def batch():
+        td = torch.cat([members(1, a, "pa"), members(2, masked, "pb")])
+        return lazy_stack(list(td.unbind(0))) if lazy else td
+
+    written = {}
+    for copy in (True, False):
+        source = batch()
+        rb = make_rb(GroupVote(G, min_votes=2, copy=copy))
+        rb.extend(source)
+        written[copy] = rb[:]
+        assert len(rb) == G and written[copy]["group_id"].tolist() == [1] * G
+        if copy:
+            assert not source["next", "reward"].any() and ("next", "answer") not in source.keys(True)
+    for key in (("next", "reward"), ("next", "masked"), "advantage"):
+        assert torch.equal(written[True][key], written[False][key])
+    assert written[True].get(("next", "answer")).tolist() == written[False].get(("next", "answer")).tolist()
+    assert written[True].get(("text", "response")).tolist() == a
