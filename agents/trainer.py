@@ -14,6 +14,7 @@ uninterrupted run would have drawn, so its metrics match the uninterrupted run's
 
 from __future__ import annotations
 
+import gc
 import signal
 import statistics
 import time
@@ -98,6 +99,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         c = self.config
         self._build()
+        unfreeze = freeze_setup()
         start = time.perf_counter()
         self._wall = lambda: self.wall_before + time.perf_counter() - start
         previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
@@ -127,6 +129,8 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self.rollout.shutdown()
+            if unfreeze:
+                gc.unfreeze()
 
     def _train_step(self, bar: Any) -> None:
         t0 = time.perf_counter()
@@ -236,6 +240,17 @@ class Trainer:
 
         return tqdm(total=self.config.train.steps, initial=self.step, desc=self.config.name, unit="step",
                     dynamic_ncols=True)
+
+
+def freeze_setup() -> bool:
+    """Collect, then `gc.freeze()` what setup built (model, tokenizer, env, collector: ~475k objects on the
+    tiny model) so that Python's full collections stop traversing it: unfrozen, one every ~7-10 steps took
+    0.25-0.37 s (~26 ms per step on average, ~1 ms frozen). Returns whether the caller should `gc.unfreeze()`
+    when done (not when something had frozen objects before: unfreezing would release those too)."""
+    was_frozen = gc.get_freeze_count() > 0
+    gc.collect()
+    gc.freeze()
+    return not was_frozen
 
 
 def _main_thread() -> bool:

@@ -1,6 +1,7 @@
 """Step-speed benchmark: one GRPO step on the tiny base, ours vs TRL's GRPOTrainer vs a minimal PyTorch loop.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_step.py [--rounds 5] [--steps 4] [--skip-trl] [--json out.json]
+    OMP_NUM_THREADS=1 python benchmarks/bench_step.py [--rounds 5] [--steps 4] [--skip-trl] [--no-freeze]
+                                                      [--json out.json]
     pip install "cuma-gym[bench]"    # TRL, optional: without it the TRL row is skipped with a message
 
 Same model (the embedded tiny base), batch (16 prompts x 8 completions), sampling (T=0.6, at most 8 new
@@ -21,6 +22,14 @@ timed steps (the first round is a warm-up and is not counted).
   (preset tiny-ttrl: the same majority reward, no mask, levels uniform: the same work as the others) and
   `ours-default` (the default preset tiny-cuma-gated: groups under its 6-of-8 mask and zero-advantage
   groups never enter forward/backward; probes included when they fire).
+
+Garbage collection: `cuma train` collects and `gc.freeze()`s what its setup built (`agents.trainer.freeze_setup`)
+so that Python's full collections stop traversing the model, env and collector. The bench does the same, once,
+after building every contender (they share the process: one freeze covers TRL's and the minimal loop's setup
+too, and none of them pays for traversing another's objects); `--no-freeze` measures without it. A full
+collection lands on one step in ~10, so it moves the mean (the wall time of a run) more than the median: on
+ours-default alone over 40 steps, ~26 ms per step on average unfrozen, ~1 ms frozen. The table gives both;
+ratios use medians.
 
 Ratios are TRL's median step time over each contender's (> 1: faster than TRL). Timings depend on the
 machine and its load; tests never assert them.
@@ -225,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per contender per round")
     parser.add_argument("--skip-trl", action="store_true", help="do not run TRL even if it imports")
     parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="do not gc.freeze() after setup (the trainer does; see the docstring)")
     parser.add_argument("--base", type=Path, default=None,
                         help="tiny base directory (default: the cached embedded base, built on first use)")
     args = parser.parse_args(argv)
@@ -262,9 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512)
     contenders += [Ours("ours-default", "tiny-cuma-gated", base), Ours("ours-ttrl", "tiny-ttrl", base),
                    Minimal(base, prompts)]
+    if not args.no_freeze:
+        from agents.trainer import freeze_setup
+
+        freeze_setup()  # as `cuma train` does after its setup; for every contender (one process)
     print(f"tiny base {base}; {PROMPTS} prompts x {GROUP} completions, <= {MAX_NEW} new tokens, T={TEMPERATURE}, "
-          f"1 thread; {args.rounds} rounds x {args.steps} steps each (round 1 = warm-up); trl: {trl_note}",
-          flush=True)
+          f"1 thread; {args.rounds} rounds x {args.steps} steps each (round 1 = warm-up); trl: {trl_note}; "
+          f"gc.freeze after setup: {'no' if args.no_freeze else 'yes'}", flush=True)
     timed: dict[str, list[float]] = {c.name: [] for c in contenders}
     marks: dict[str, int] = {}
     for round_ in range(args.rounds):
@@ -282,16 +297,17 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = median(timed.get("trl", []))
     report: dict[str, dict] = {}
-    print("\n| contender | median s/step | TRL / this | breakdown (medians) |")
-    print("|---|---|---|---|")
+    print("\n| contender | median s/step | mean s/step | TRL / this | breakdown (medians) |")
+    print("|---|---|---|---|---|")
     for c in contenders:
-        med = median(timed[c.name])
+        med, mean = median(timed[c.name]), statistics.fmean(timed[c.name])
         phases = {k: median(v[marks.get(c.name, 0):]) for k, v in getattr(c, "phases", {}).items()}
         detail = ", ".join(f"{k} {v * 1000:.0f} ms" if k != "trained_groups" else f"trained groups {v:g}/{PROMPTS}"
                            for k, v in phases.items() if v is not None)
         ratio = f"{reference / med:.2f}x" if reference and med else "n/a"
-        print(f"| {c.name} | {med:.4f} | {ratio} | {detail} |")
-        report[c.name] = {"median_s": med, "ratio_vs_trl": (reference / med) if reference and med else None,
+        print(f"| {c.name} | {med:.4f} | {mean:.4f} | {ratio} | {detail} |")
+        report[c.name] = {"median_s": med, "mean_s": mean,
+                          "ratio_vs_trl": (reference / med) if reference and med else None,
                           "phases": phases, "steps_timed": len(timed[c.name])}
     if reference is None:
         print(f"TRL: {trl_note}; ratios vs TRL need it (the minimal loop is the in-process reference):")

@@ -31,6 +31,7 @@ from torchrl.data import Binary, Composite, NonTensor, Unbounded
 from torchrl.envs import Compose, Transform, TransformedEnv
 from torchrl.envs.llm import ChatEnv
 from torchrl.envs.llm.transforms import DataLoadingPrimer
+from torchrl.modules.llm.policies.common import Text
 
 from cuma_env.answers import extract_answer
 from cuma_env.episode import score_group
@@ -43,7 +44,7 @@ MAX_PENDING_GROUPS = 10_000
 
 _GYM_KWARGS = tuple(p for p in inspect.signature(CuMaEnv.__init__).parameters if p not in ("self", "task"))
 TORCHRL_KWARGS = ("tokenizer", "input_mode", "batch_size", "scoring", "system_prompt", "template_kwargs",
-                  "device", "seed", "token_stats_key")
+                  "device", "seed", "token_stats_key", "fast")
 
 
 def make_torchrl_env(env_id: str, **kwargs: Any) -> "CuMaTorchRLEnv":
@@ -232,12 +233,30 @@ def _fallback_problem(td: TensorDictBase, source: str) -> Problem:
 
 
 class _CuMaChatEnv(ChatEnv):
-    """`ChatEnv` whose history-mode specs match its data.
+    """`ChatEnv` whose history-mode specs match its data, rendering each distinct prompt once.
 
     TorchRL's `ChatHistory.default_spec` declares `tool_calls`/`tool_responses` under every History, which
     a plain chat never carries, so `check_env_specs` fails in history mode (notes, "check_env_specs"). The
     prompt is a one-message chat, so those two fields are dropped from the specs here.
+
+    Text mode: `ChatEnv._reset_text` renders the chat template for every member, but a group repeats its
+    prompt G times (128 renders for 16 prompts, ~20 ms of a reset on the tiny model's template). With `render_once`,
+    members whose query is the same string get the render of the first of them: the same text, since
+    the history is built from the query (plus the env's fixed system prompt) alone.
     """
+
+    render_once = False
+
+    def _reset_text(self, tensordict: TensorDictBase, history: Any):
+        firsts, index = _first_occurrences(tensordict.get(self.data_key, None), self.batch_size) \
+            if self.render_once and history.ndim == 2 else (None, None)
+        if firsts is None or len(firsts) == len(index):
+            return super()._reset_text(tensordict, history)
+        rendered = history[firsts].apply_chat_template(tokenizer=self.tokenizer, add_generation_prompt=True,
+                                                       **self.template_kwargs)
+        txt = Text._from_tensordict(tensordict.empty())  # as ChatEnv._reset_text builds it
+        txt.prompt = [rendered[i] for i in index]
+        return tensordict.empty(device=self.device).set("text", txt)
 
     def _make_specs_history(self):
         super()._make_specs_history()
@@ -245,6 +264,40 @@ class _CuMaChatEnv(ChatEnv):
             for field in ("tool_calls", "tool_responses"):
                 if field in spec["history", part].keys():
                     del spec["history", part][field]
+
+
+def _first_occurrences(queries: Any, batch_size: torch.Size) -> tuple[list[int] | None, list[int] | None]:
+    """For a 1-D batch of string queries: the first member of each distinct query, and each member's
+    position in that list. (None, None) when the queries are anything else (chats, History payloads)."""
+    if queries is None or len(batch_size) != 1 or not hasattr(queries, "tolist"):
+        return None, None
+    values = queries.tolist()
+    if not isinstance(values, list) or len(values) != batch_size[0] or not all(isinstance(v, str) for v in values):
+        return None, None
+    position: dict[str, int] = {}
+    firsts: list[int] = []
+    for i, v in enumerate(values):
+        if v not in position:
+            position[v] = len(firsts)
+            firsts.append(i)
+    return firsts, [position[v] for v in values]
+
+
+class _InPlaceCompose(Compose):
+    """The env's transforms without `Transform.inv`'s defensive shallow copy of each step's input.
+
+    `TransformedEnv._step` hands the action to `Compose.inv`, which copies it (~20 ms per step for 128
+    lazily stacked members) before calling the inverse transforms; ours have none (`DataLoadingPrimer` and
+    `GroupScorer` only act on reset/step outputs), so the copy protects nothing but the `"_step"` mask that
+    `TransformedEnv._step` pops. With that key present, or once a transform with an inverse is appended,
+    TorchRL's copying path is taken.
+    """
+
+    def inv(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if "_step" in tensordict.keys() or not all(
+                type(t)._inv_call is Transform._inv_call and not t.in_keys_inv for t in self.transforms):
+            return super().inv(tensordict)
+        return self._inv_call(tensordict)
 
 
 class CuMaTorchRLEnv(TransformedEnv):
@@ -265,6 +318,9 @@ class CuMaTorchRLEnv(TransformedEnv):
         seed: seeds problem drawing (also `env.set_seed`); same draws as the Gymnasium face's `reset(seed=)`.
         token_stats_key: optional input key with one float per response (e.g. self-certainty from
             `cuma_env.torch_stats.self_certainty_from_logits`), required by `reward="self_certainty"`.
+        fast: True (default): render each distinct prompt once at reset and skip the transforms' copy of
+            each step's input (`_CuMaChatEnv`, `_InPlaceCompose`); False: TorchRL's plain path. Same outputs
+            (tests/test_step_speed_equivalence.py).
 
     Keys: reset -> `query`, `problem_id`, `level` (-1: none), `group_id` (B,), `("text", "prompt")` or
     `("history", "prompt")`, `masked` (B,1), `answer` (B,); step reads `("text", "response")` (or `full`) or
@@ -275,7 +331,7 @@ class CuMaTorchRLEnv(TransformedEnv):
     def __init__(self, env_id: str = "CuMa-Arith-v0", *, tokenizer: Any = None, input_mode: str = "text",
                  batch_size: int | None = None, scoring: str | None = None, system_prompt: str | None = None,
                  template_kwargs: dict[str, Any] | None = None, device: Any = None, seed: int | None = None,
-                 token_stats_key: Any = TOKEN_STATS_KEY, **kwargs: Any):
+                 token_stats_key: Any = TOKEN_STATS_KEY, fast: bool = True, **kwargs: Any):
         gym_env = CuMaEnv(env_id, **kwargs)
         group_size = gym_env.group_size
         if input_mode == "tokens":
@@ -308,7 +364,8 @@ class CuMaTorchRLEnv(TransformedEnv):
                                    batch_size=b, device=device)
         base = _CuMaChatEnv(input_mode=input_mode, batch_size=b, system_prompt=system_prompt, tokenizer=tokenizer,
                             template_kwargs=template_kwargs, device=device)
-        super().__init__(base, Compose(primer, GroupScorer(episode)))
+        base.render_once = bool(fast)
+        super().__init__(base, (_InPlaceCompose if fast else Compose)(primer, GroupScorer(episode)))
         self._episode = episode
 
     @property

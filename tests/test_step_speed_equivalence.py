@@ -1,11 +1,12 @@
-"""The step's speed-ups change nothing: TorchRL's collector path gives the same batches, the dense loss batch
-the same loss and gradient, and a collected batch is never changed by later collects."""
+"""The step's speed-ups change nothing: TorchRL's collector path gives the same batches, TorchRL's plain env
+chain the same reset/step outputs as the fast env, the dense loss batch the same loss and gradient, and a
+collected batch is never changed by later collects."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from tensordict import lazy_stack
+from tensordict import TensorDict, is_non_tensor, is_tensor_collection, lazy_stack
 
 from agents.checkpoint import seed_everything
 from agents.config import load_config
@@ -13,6 +14,8 @@ from agents.learner import Learner, OnPolicyGRPOLoss, loss_batch
 from agents.policy import build_policy
 from agents import rollout as rollout_module
 from agents.rollout import Rollout
+import cuma_env
+from cuma_env.torchrl_env import _InPlaceCompose
 
 PADDED_KEYS = [("tokens", "full"), ("tokens", "prompt"), ("tokens", "response"), ("masks", "all_attention_mask")]
 KEYS = ["advantage", ("next", "reward"), ("next", "masked"), "level", "done", ("next", "done")]
@@ -27,11 +30,11 @@ def config_for(base_dir, *overrides, preset="tiny-ttrl"):
 
 def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
     """`steps` batches of a fresh Rollout; `torchrl_path`: the plain TorchRL path (its own LLMCollector, a
-    generator that returns log-probs, a copying GroupVote)."""
+    generator that returns log-probs, a copying GroupVote, the env built with `fast=False`)."""
     if torchrl_path:
         import torchrl.modules.llm as llm
 
-        wrapper = llm.TransformersWrapper
+        wrapper, make_env = llm.TransformersWrapper, cuma_env.make_torchrl_env
 
         def with_log_probs(*args, **kwargs):
             kwargs["return_log_probs"] = True
@@ -39,6 +42,7 @@ def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
 
         monkeypatch.setattr(llm, "TransformersWrapper", with_log_probs)
         monkeypatch.setattr(rollout_module, "_OneStepCollector", rollout_module.LLMCollector)
+        monkeypatch.setattr(cuma_env, "make_torchrl_env", lambda *a, **kw: make_env(*a, fast=False, **kw))
     seed_everything(0)
     policy = build_policy(config.model, config.rollout, seed=0)
     rollout = Rollout(config, policy)
@@ -46,6 +50,7 @@ def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
         monkeypatch.undo()
         rollout.vote.copy = True
     assert isinstance(rollout.collector, rollout_module._OneStepCollector) != torchrl_path
+    assert isinstance(rollout.env.transform, _InPlaceCompose) != torchrl_path
     assert policy.generator.return_log_probs == torchrl_path
     try:
         return [rollout.collect() for _ in range(steps)], policy
@@ -84,6 +89,89 @@ def test_the_fast_collector_gives_torchrl_collectors_batches(tiny_base_dir, monk
     for a, b in zip(ours, theirs):
         assert a.infos == b.infos and a.kept_groups == b.kept_groups
         assert_same(snapshot(a.data), snapshot(b.data))
+
+
+def _is_leaf(cls):
+    return not is_tensor_collection(cls) or getattr(cls, "_is_non_tensor", False)
+
+
+def env_entries(td):
+    """Every leaf of an env's reset/step output as plain values (group ids as first-appearance ranks)."""
+    out = {}
+    for key in td.keys(True, True, is_leaf=_is_leaf):
+        try:
+            value = td.get(key)
+        except RuntimeError:  # ragged (tokens of a lazy stack): one tensor per member
+            out[key] = [t.clone() for t in td.get(key, as_list=True)]
+            continue
+        if is_non_tensor(value):
+            out[key] = value.tolist()
+        elif key in ("group_id", ("next", "group_id")):
+            first: dict = {}
+            out[key] = [first.setdefault(g, len(first)) for g in value.tolist()]
+        else:
+            out[key] = value.clone()
+    return out
+
+
+@pytest.mark.parametrize("input_mode,batch_size,system_prompt", [
+    ("text", 4, None), ("text", 8, None), ("text", 6, "Be brief."), ("history", 8, None)])
+def test_the_fast_env_gives_torchrls_reset_and_step_outputs(tiny_random_model, input_mode, batch_size,
+                                                            system_prompt):
+    """`fast=True` (each distinct prompt rendered once, no copy of the step input) vs TorchRL's plain chain,
+    same seed: the same reset and step outputs, leaf by leaf, over several resets (groups of 4: one whole
+    group, two groups, groups spanning resets)."""
+    from torchrl.modules.llm import TransformersWrapper
+
+    model, tokenizer = tiny_random_model
+    template = {"chat_template_name": "chatml_format"} if input_mode == "history" else {}
+    policy = TransformersWrapper(model, tokenizer=tokenizer, input_mode=input_mode, generate=True,
+                                 generate_kwargs={"max_new_tokens": 6, "do_sample": True}, **template)
+    runs = []
+    for fast in (True, False):
+        env = cuma_env.make_torchrl_env("CuMa-Arith-v0", tokenizer=tokenizer, group_size=4, batch_size=batch_size,
+                                        input_mode=input_mode, system_prompt=system_prompt, seed=3, fast=fast)
+        assert isinstance(env.transform, _InPlaceCompose) == fast and env.base_env.render_once == fast
+        torch.manual_seed(0)
+        outputs = []
+        for _ in range(3):
+            td = env.reset()
+            outputs.append(env_entries(td))
+            action = policy(td)
+            keys = set(action.keys(True, True, is_leaf=_is_leaf))
+            stepped = env.step(action)  # the action is left as given, plus "next"
+            added = set(stepped.keys(True, True, is_leaf=_is_leaf)) - keys
+            assert stepped is action and added and all(isinstance(k, tuple) and k[0] == "next" for k in added)
+            outputs.append(env_entries(stepped))
+        runs.append(outputs)
+    fast, plain = runs
+    for a, b in zip(fast, plain, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, b[key]), key
+            elif value and isinstance(value[0], torch.Tensor):
+                assert len(value) == len(b[key]) and all(map(torch.equal, value, b[key])), key
+            else:
+                assert value == b[key], key
+    if input_mode == "text" and batch_size > 4:  # several distinct prompts per reset, each rendered once
+        prompts = fast[0][("text", "prompt")]
+        assert len(set(prompts)) == 2 and all(system_prompt in p for p in prompts if system_prompt)
+
+
+def test_the_in_place_compose_copies_only_for_a_step_mask_or_an_inverse_transform():
+    from torchrl.envs import UnsqueezeTransform
+
+    td = TensorDict({"a": torch.zeros(2)}, batch_size=[2])
+    compose = _InPlaceCompose()
+    assert compose.inv(td) is td
+    td.set("_step", torch.ones(2, dtype=torch.bool))
+    out = compose.inv(td)
+    assert out is not td and "_step" in out.keys() and "_step" in td.keys()
+    td = TensorDict({"b": torch.zeros(2, 1)}, batch_size=[2])
+    compose.append(UnsqueezeTransform(-1, in_keys_inv=["a"], out_keys_inv=["b"]))
+    out = compose.inv(td)
+    assert out is not td and out.get("a").shape == (2,) and "a" not in td.keys()
 
 
 def test_a_batch_is_not_changed_by_later_collects(tiny_base_dir):
