@@ -245,3 +245,26 @@ def test_the_learner_step_is_unchanged_with_a_kl_reference(tiny_base_dir):
     stats = learner.step(data)
     assert stats.loss == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert stats.kl_to_ref == pytest.approx(float(out.kl_to_ref), rel=1e-6, abs=1e-9)
+
+
+def test_the_one_step_collector_postproc_skips_only_a_walk(tiny_base_dir):
+    """`_OneStepCollector._postproc` returns what TorchRL's returns: the batch itself when nothing is private,
+    and TorchRL's result (the private keys dropped) when a key is."""
+    from torchrl.collectors.llm import LLMCollector
+
+    config = config_for(tiny_base_dir, "curriculum.probe=false")
+    seed_everything(0)
+    policy = build_policy(config.model, config.rollout, seed=0)
+    rollout = Rollout(config, policy)
+    try:
+        collector = rollout.collector
+        batch = collector._rollout_all()
+        keys = set(batch.keys(True))
+        assert collector._postproc(batch) is batch and LLMCollector._postproc(collector, batch) is batch
+        assert set(batch.keys(True)) == keys
+        private = batch.copy()
+        private.set("_hidden", torch.zeros(private.shape))
+        out = collector._postproc(private)
+        assert "_hidden" not in out.keys() and set(out.keys(True)) == keys
+    finally:
+        rollout.shutdown()
