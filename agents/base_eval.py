@@ -58,6 +58,27 @@ class BaseReport:
             stats["majority_by_cluster"] = {str(k): v for k, v in stats["majority_by_cluster"].items()}
         return data
 
+    def majority_gain(self) -> dict[int, float]:
+        """maj@k minus greedy pass@1 per level: what a majority-vote label could teach greedy decoding.
+
+        A label-free reward can only raise greedy accuracy where the model's own plurality answer beats its
+        greedy answer. With many samples (`--samples 64`) maj@k estimates the mode of the sampled answers;
+        on the embedded base it sits at or below greedy on every level (docs/label-free-tiny-world.md).
+        """
+        return {s.level: s.maj - s.greedy for s in self.levels}
+
+    def majority_verdict(self, margin: float = 0.02) -> str:
+        """One line: the levels whose majority beats greedy by more than `margin`, or that none does."""
+        gain = self.majority_gain()
+        shown = " ".join(f"L{lv} {g:+.2f}" for lv, g in gain.items())
+        better = [lv for lv, g in gain.items() if g > margin]
+        if better:
+            verdict = f"majority labels beat greedy on levels {better}"
+        else:
+            verdict = ("majority labels beat greedy on no level: a majority-vote reward has little to teach "
+                       "greedy decoding here")
+        return f"maj@{self.samples} - greedy: {shown}; {verdict}"
+
     def format_table(self) -> str:
         k, t = self.samples, self.temperature
         head = (f"| level | n | greedy | pass@1 T={t:g} | maj@{k} | masked | unanimous | no answer "

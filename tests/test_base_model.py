@@ -183,7 +183,26 @@ def test_cuma_base_command_prints_and_writes_the_profile(tiny_base_dir, tmp_path
     assert base_command.run(args) == 0
     printed = capsys.readouterr().out
     assert str(tiny_base_dir) in printed and "| 5 |" in printed
+    assert "maj@4 - greedy: L1 " in printed and "majority labels beat greedy on" in printed
     data = json.loads((tmp_path / "out" / "base_profile.json").read_text())
     assert data["base_path"] == str(tiny_base_dir)
     assert [s["level"] for s in data["profile"]["levels"]] == [1, 2, 3, 4, 5]
     assert data["profile"]["samples"] == 4 and all(s["n"] == 10 for s in data["profile"]["levels"])
+
+
+def test_majority_gain_is_maj_minus_greedy_and_the_verdict_names_the_levels():
+    from agents.base_eval import BaseReport, LevelStats
+
+    def stats(level, greedy, maj):
+        return LevelStats(level=level, n=10, greedy=greedy, pass1=0.5, maj=maj, masked=0.0, unanimous=0.0,
+                          no_answer=0.0)
+
+    report = BaseReport(levels=[stats(1, 0.9, 0.9), stats(2, 0.5, 0.6), stats(3, 0.3, 0.2)], temperature=0.6,
+                        samples=64, n_per_level=10, seed=0, split="test")
+    gain = report.majority_gain()
+    assert gain[1] == 0.0 and abs(gain[2] - 0.1) < 1e-12 and abs(gain[3] + 0.1) < 1e-12
+    line = report.majority_verdict()
+    assert line.startswith("maj@64 - greedy: L1 +0.00 L2 +0.10 L3 -0.10;") and "levels [2]" in line
+    report.levels[1].maj = 0.51
+    assert "on no level" in report.majority_verdict()
+

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  held-out split '{report.split}', up to {report.n_per_level} problems per level, "
           f"{report.samples} samples at T={report.temperature:g}; evaluated in {report.seconds:.1f} s")
     print(report.format_table())
+    print(report.majority_verdict())
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         payload = {"base_path": str(path), "base": meta, "profile": report.to_dict()}
