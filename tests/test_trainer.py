@@ -16,6 +16,7 @@ from agents.learner import GRPOLoss, Learner, OnPolicyGRPOLoss, lr_factor
 from agents.policy import build_policy, render_prompts
 from agents.rollout import Rollout, make_probe
 from agents.run_outputs import EVAL_COLUMNS, METRIC_COLUMNS, read_csv
+from agents.tiny_model import load_tiny_base
 from agents.trainer import Trainer
 
 SMALL = ["rollout.prompts_per_step=4", "eval.n_per_level=8", "eval.samples=2", "output.progress=false",
@@ -182,6 +183,25 @@ def test_warmup_then_cosine_schedule():
     assert factors[:5] == [0.2, 0.4, 0.6, 0.8, 1.0] and factors[5] == 1.0
     assert all(a >= b for a, b in zip(factors[5:], factors[6:])) and math.isclose(factors[20], 0.1)
     assert lr_factor(50, total=20, warmup=5, schedule="constant", min_ratio=0.1) == 1.0
+
+
+def test_bf16_autocast_path_trains_on_cpu(tiny_base_dir, tmp_path):
+    """The mixed-precision path CUDA takes by default (`dtype: auto` = bf16 autocast over fp32 weights), on CPU."""
+    config = small_config(tiny_base_dir, "model.dtype=bfloat16", "train.steps=3", "eval.every=0",
+                          "train.lr=1e-3", "train.warmup_steps=0")
+    trainer = Trainer.new(config, tmp_path / "bf16")
+    summary = trainer.run()
+    assert summary["steps"] == 3
+    rows = read_csv(tmp_path / "bf16" / "metrics.csv")
+    assert all(math.isfinite(float(r["loss"])) and math.isfinite(float(r["grad_norm"])) for r in rows)
+    policy = trainer.policy
+    assert policy.dtype == torch.bfloat16
+    with policy.autocast():
+        assert policy.model(input_ids=torch.tensor([[5, 6, 7]])).logits.dtype == torch.bfloat16
+    params = dict(policy.model.named_parameters())
+    assert all(p.dtype == torch.float32 for p in params.values())  # master weights stay fp32
+    before = dict(load_tiny_base(tiny_base_dir)[0].named_parameters())
+    assert any(not torch.equal(before[k], params[k]) for k in before)  # the optimizer stepped
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
