@@ -186,10 +186,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m agents.commands.calibrate ...` (the same as `cuma calibrate ...`)."""
-    parser = argparse.ArgumentParser(prog="cuma")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    return run(parser.parse_args(["calibrate", *(sys.argv[1:] if argv is None else argv)]))
+    from agents.commands import run_standalone
+
+    return run_standalone("calibrate", add_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -87,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    parser = argparse.ArgumentParser(prog="cuma")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    return run(parser.parse_args(["reproduce", *(sys.argv[1:] if argv is None else argv)]))
+    from agents.commands import run_standalone
+
+    return run_standalone("reproduce", add_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.config import ConfigError, load_config, preset_names, read_yaml, preset_path
+    from agents.config import ConfigError, load_config, preset_names, preset_path
 
     if args.list_presets:
         for name in preset_names():
@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m agents.commands.train ...` (the same as `cuma train ...`)."""
-    parser = argparse.ArgumentParser(prog="cuma")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    return run(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
+    from agents.commands import run_standalone
+
+    return run_standalone("train", add_parser, run, argv)
 
 
 if __name__ == "__main__":
