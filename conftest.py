@@ -1,7 +1,8 @@
 """Repository-wide pytest fixtures: where the benchmark data lives.
 
-Tests that read real data take the `data_dir` fixture. Without data they skip with the reason, except in
-CI (CI=true), where missing data is an error: a green run must not hide skipped data tests.
+Tests that read real data take the `data_dir` fixture (the folder) or `data_file` (one file in it). Without
+the data they skip with the reason, except in CI (CI=true), where missing data is an error: a green run must
+not hide skipped data tests.
 """
 
 from __future__ import annotations
@@ -22,12 +23,28 @@ if os.environ.get("CUMA_DATA_DIR"):  # absolute, so subprocesses started with an
     os.environ["CUMA_DATA_DIR"] = str(_data_dir())
 
 
+def _missing(message: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = _data_dir()
     if not (path / "math" / "math500_test.jsonl").is_file():
-        message = f"benchmark data not found under {path}; set CUMA_DATA_DIR"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"benchmark data not found under {path}; set CUMA_DATA_DIR")
     return path
+
+
+@pytest.fixture(scope="session")
+def data_file(data_dir):
+    """`data_file("peer/x.jsonl")`: that file's path; a missing file skips (fails in CI) like missing data."""
+
+    def find(relative: str) -> Path:
+        path = data_dir / relative
+        if not path.exists():
+            _missing(f"{path} not found; set CUMA_DATA_DIR")
+        return path
+
+    return find

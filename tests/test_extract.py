@@ -103,10 +103,8 @@ def _rows(path):
         return [json.loads(line) for line in fh]
 
 
-def test_every_qwen_completion_has_an_answer(data_dir):
-    path = data_dir / "peer" / "completions_qwen2.5-math-instruct_math.jsonl"
-    if not path.is_file():
-        pytest.skip(f"{path} not found; set CUMA_DATA_DIR")
+def test_every_qwen_completion_has_an_answer(data_file):
+    path = data_file("peer/completions_qwen2.5-math-instruct_math.jsonl")
     rows = _rows(path)
     answers = [extract_answer(c) for r in rows for c in r["completions"]]
     assert all(a is not None for a in answers)
@@ -116,10 +114,8 @@ def test_every_qwen_completion_has_an_answer(data_dir):
     assert same / len(answers) >= 0.97
 
 
-def test_gsm8k_answers_follow_the_answer_line(data_dir):
-    path = data_dir / "peer" / "completions_gpt3-6b-175b_gsm8k.jsonl"
-    if not path.is_file():
-        pytest.skip(f"{path} not found; set CUMA_DATA_DIR")
+def test_gsm8k_answers_follow_the_answer_line(data_file):
+    path = data_file("peer/completions_gpt3-6b-175b_gsm8k.jsonl")
     rows = _rows(path)[:300]
     got = [extract_answer(c) for r in rows for c in r["completions"]]
     ref = [s for r in rows for s in r["ref_scores"]]

@@ -24,10 +24,8 @@ CORE_THRESHOLDS = {
 
 
 @pytest.fixture(scope="module")
-def peer_dir(data_dir):
-    path = data_dir / "peer"
-    if not path.is_dir():
-        pytest.skip(f"peer data not found under {path}; set CUMA_DATA_DIR")
+def peer_dir(data_file):
+    path = data_file("peer")
     prewarm(wait=True)
     return path
 
@@ -55,10 +53,8 @@ def case_passes(row) -> bool:
 
 
 @pytest.mark.parametrize("name", sorted(CORE_THRESHOLDS))
-def test_peer_case_file(peer_dir, name):
-    path = peer_dir / name
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+def test_peer_case_file(data_file, peer_dir, name):
+    path = data_file(f"peer/{name}")
     rows = _rows(path)
     results = [(row, case_passes(row)) for row in rows]
     core = [ok for row, ok in results if not row["convention"]]
