@@ -1,8 +1,11 @@
 """Checkpoints: one file per saved step, written atomically, holding everything a resume needs.
 
-A checkpoint is a `torch.save`d dict: `step`, `model` (state dict), `optimizer`, `scheduler`, `rng` (torch
-CPU/CUDA, numpy, python `random`), `stream` (the curriculum stream's JSON states, see `agents.rollout`),
-`trainer` (counters), and `reference` (the frozen KL reference's weights, when one is used). It is written
+A checkpoint is a `torch.save`d dict (see `agents.trainer`): `step`, `model` (state dict), `learner` (its
+optimizer, scheduler and, when a KL reference is used, the frozen reference's weights), `stream` (the
+curriculum stream's JSON states, see `agents.rollout`), `rng` (torch CPU/CUDA, numpy, python `random`),
+`trainer` (counters) and `config`. Everything in it is tensors, numbers, strings and containers (the numpy
+RNG state is stored as a tensor, not a pickled array), so it loads with `torch.load(weights_only=True)`: a
+run directory from elsewhere cannot run code when `cuma eval`/`--resume` reads it. It is written
 to a temporary file in the same folder, flushed to disk, then renamed over its final name (`os.replace`
 is atomic), so a `kill -9` at any moment leaves either the previous set of checkpoints or the new one,
 never a truncated file. `latest_checkpoint` only ever sees complete files (`step-XXXXXXX.pt`).
@@ -62,7 +65,7 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a foreign or damaged file: say which one
         raise RuntimeError(f"cannot read checkpoint {path}: {exc}") from None
 
@@ -76,8 +79,9 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
-                             "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -85,7 +89,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -129,6 +129,22 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     assert not stale.exists() and [s for s, _ in list_checkpoints(tmp_path)] == [3, 4]
 
 
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (os.system, ("echo unpickled",))
+
+
+def test_checkpoints_load_without_unpickling_code(uninterrupted, tmp_path):
+    """A run's checkpoint loads with weights_only=True; a file carrying pickled code is refused, not run."""
+    state = load_checkpoint(latest_checkpoint(uninterrupted))
+    assert {"model", "learner", "rng", "stream", "trainer"} <= set(state)
+    hostile = tmp_path / "checkpoints" / "step-0000001.pt"
+    hostile.parent.mkdir()
+    torch.save({"step": 1, "payload": _RunsCodeWhenUnpickled()}, hostile)
+    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+        load_checkpoint(hostile)
+
+
 def test_the_recording_stream_replays_pipelined_draws_exactly():
     """Batch k+1 is drawn before batch k is voted on; a restore must redraw k+1, then continue identically."""
     from cuma_env.arithmetic import ArithmeticSource
