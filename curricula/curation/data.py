@@ -19,14 +19,8 @@ from cuma_env import datasets
 from cuma_env.datasets import DATA_DIR_ENV, DataFileNotFoundError, read_jsonl
 
 SEED_POOL_DATASET = "math"  # the `cuma_env.datasets` name of the MATH 12k training pool
-SEED_POOL_FILE = "math/prm800k_train_12k.jsonl"
-# `cuma_env.datasets` name -> (relative path, field holding the problem text); the loaders read them
-EVAL_FILES: dict[str, tuple[str, str]] = {
-    "math500": ("math/math500_test.jsonl", "problem"),
-    "gsm8k_test": ("gsm8k/test.jsonl", "question"),
-    "aime24": ("aime24/test.jsonl", "problem"),
-    "amc23": ("amc23/test.jsonl", "problem"),
-}
+# the `cuma_env.datasets` names of the evaluation sets generated problems must never copy
+EVAL_SETS: tuple[str, ...] = ("math500", "gsm8k_test", "aime24", "amc23")
 
 
 class DataFileMissing(DataFileNotFoundError):
@@ -130,9 +124,9 @@ def load_eval_texts(data_dir: str | os.PathLike[str] | None = None,
                     names: Sequence[str] | None = None) -> dict[str, list[tuple[str, str]]]:
     """{benchmark name: [(id, problem text), ...]} for MATH-500, GSM8K test, AIME24 and AMC23 (default: all)."""
     out: dict[str, list[tuple[str, str]]] = {}
-    for name in names if names is not None else EVAL_FILES:
-        if name not in EVAL_FILES:
-            raise KeyError(f"unknown evaluation set {name!r}; known: {sorted(EVAL_FILES)}")
+    for name in names if names is not None else EVAL_SETS:
+        if name not in EVAL_SETS:
+            raise KeyError(f"unknown evaluation set {name!r}; known: {sorted(EVAL_SETS)}")
         prefix = _LOADER_ID_PREFIX.get(name, "")
         out[name] = [(f"{name}:{p.id.removeprefix(prefix)}", p.prompt)
                      for p in _load_problems(name, data_dir) if p.prompt.strip()]

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import EVAL_FILES, load_eval_texts, load_extra_texts
+from .data import EVAL_SETS, load_eval_texts, load_extra_texts
 
 # Spelling variants that render the same, mapped to one form.
 _LATEX_SYNONYMS = [
@@ -74,7 +74,11 @@ def words(text: str) -> list[str]:
 
 def exact_key(text: str) -> str:
     """Key under which exact duplicates (after normalisation) collide."""
-    return " ".join(tokens(text))
+    return _joined(tokens(text))
+
+
+def _joined(toks: list[str]) -> str:
+    return " ".join(toks)
 
 
 def shingles(toks: list[str], n: int = 3) -> frozenset[int]:
@@ -166,7 +170,7 @@ class NearDupIndex:
     def add(self, key: str, text: str) -> None:
         """Index one document (an exact repeat of an indexed text is kept once, under its first key)."""
         toks = tokens(text)
-        ekey = " ".join(toks)
+        ekey = _joined(toks)
         if ekey in self._exact:
             return
         doc = len(self._keys)
@@ -181,7 +185,7 @@ class NearDupIndex:
     def query(self, text: str) -> Match | None:
         """The closest indexed document within duplicate distance of `text`, or None."""
         toks = tokens(text)
-        doc = self._exact.get(" ".join(toks))
+        doc = self._exact.get(_joined(toks))
         if doc is not None:
             return Match(self._keys[doc], "exact", 1.0, 1.0)
         best: Match | None = None
@@ -236,7 +240,7 @@ def build_eval_index(data_dir: str | Path | None = None, *, names: Iterable[str]
     params = {**EVAL_INDEX_DEFAULTS, **kwargs}
     params.setdefault("name", "eval")
     index = NearDupIndex(**params)
-    texts = load_eval_texts(data_dir, list(names) if names is not None else list(EVAL_FILES))
+    texts = load_eval_texts(data_dir, list(names) if names is not None else list(EVAL_SETS))
     for items in texts.values():
         for key, text in items:
             index.add(key, text)
