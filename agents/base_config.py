@@ -1,8 +1,9 @@
 """`TinyBaseConfig`: everything that determines the embedded tiny base model (architecture, tokenizer,
 supervised warm-up, seed), validated, and hashed into the key of its cache entry.
 
-The defaults give the *weak base* of notes/tiny-world.md: good on level 1 of the procedural arithmetic
-ladder, poor on level 5, with majority votes that carry information on the easy levels only.
+The defaults give a *weak base* like the one the prototype measured (docs/label-free-tiny-world.md, "Before
+the package"): good on level 1 of the procedural arithmetic ladder, poor on level 5, with majority votes that
+carry information on the easy levels only.
 
 How the defaults were chosen (one thread; greedy accuracy L1..L5 on 200 held-out problems per level):
 - Levels are learned in sudden transitions (L1 by ~500 steps of 64, then L2, then L3 together with some

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-GAIN_GOAL = 0.03     # the issue's goal for cuma_gated over the base: 3 points of mean greedy accuracy
+GAIN_GOAL = 0.03     # the project's goal (the paper's label-free gain): cuma_gated >= 3 points of mean greedy
+                     # accuracy above the base (and above TTRL), with no labels in its loop
 COLLAPSE_SHARE = 0.5  # final held-out greedy answers: one answer for >= half the prompts = collapsed
 _KEYS = ("mean_acc", "pass1_t06", "collapse", "wall_s", "peak_mean_acc", "maj")
 _LIST_KEYS = ("per_level", "peak_per_level")
@@ -44,7 +45,8 @@ def aggregate(records: Sequence[Any]) -> dict[str, dict[str, Any]]:
 
 
 def goal_checks(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, bool | None]]:
-    """The issue's targets, judged on the final mean greedy accuracy (None: an arm is missing)."""
+    """The project's targets (TTRL ends below the base, the oracle above it, cuma_gated above both and at least
+    `GAIN_GOAL` above the base), judged on the final mean greedy accuracy (None: an arm is missing)."""
     def acc(m: str) -> float | None:
         return results[m]["mean_acc"] if m in results else None
 

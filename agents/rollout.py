@@ -7,7 +7,7 @@ per group, tells the curriculum (`observe`), writes rewards and group-normalised
 masked groups (option: keep them with zero advantage). For `self_certainty` the collector's `postproc`
 adds each response's self-certainty before the vote.
 
-Workarounds (notes/torchrl-llm-0.14.md):
+Workarounds (TorchRL 0.14 gotchas, numbered as in docs/torchrl-gotchas.md):
 - gotcha 7: the collector resets the env at construction, and that batch is never stepped. The stream's
   state is saved before the collector is built and restored after, so no problem is lost.
 - gotcha 8: the `auto_register_policy_transforms` warning is filtered.

@@ -2,7 +2,7 @@
 
 The model is a `Qwen2ForCausalLM` built from a `Qwen2Config` (no download). Its saved `name_or_path` is the
 cache directory `.../cuma-tiny-base-<key>`: it must never contain "qwen" (or "llama", "falcon", ...),
-because TorchRL picks a chat template by that name (notes/torchrl-llm-0.14.md, gotcha 10).
+because TorchRL picks a chat template by that name (docs/torchrl-gotchas.md, gotcha 10).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Procedural arithmetic in five levels: problems of known difficulty that need no data files.
 
-The ladder is the one the prototype in notes/tiny-world.md found to give a graded difficulty profile for a
-tiny model (a first ladder that jumped from 1-digit sums to products made level 1 trivial and votes
-uninformative):
+The ladder is the one a prototype (docs/label-free-tiny-world.md, "Before the package") found to give a graded
+difficulty profile for a tiny model (a first ladder that jumped from 1-digit sums to products made level 1
+trivial and votes uninformative):
 
     L1  a + b        a, b in 0..9
     L2  a + b        a in 10..99, b in 0..9

@@ -67,7 +67,7 @@ class GroupVote(Transform):
         drop_uniform: also drop groups whose rewards are all equal (their advantage is zero anyway).
         source_name: `Problem.source` of rebuilt problems.
         max_pending_groups: incomplete groups kept at most; the oldest is forgotten beyond it (a collector
-            can strand partial groups: notes, gotcha 7).
+            can strand partial groups: docs/torchrl-gotchas.md, gotcha 7).
         copy: write copies of the kept rows (default). False: the caller hands over batches it never reads
             again (e.g. a collector's fresh output); kept rows are then selected and written in place.
     """

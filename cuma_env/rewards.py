@@ -67,8 +67,9 @@ class MaskedMajority:
 class Majority:
     """TTRL: 1 for agreeing with the largest cluster, whatever its size; never masks.
 
-    Unlike TTRL's own code, an unparseable answer never votes (see method.md, open choices), so a group with
-    no answer at all gets zero rewards rather than rewarding emptiness.
+    The paper leaves open whether an unparseable answer votes; TTRL's own code counts an empty answer as a
+    vote, so a group of mostly empty answers is rewarded for being empty. Here an unparseable answer never
+    votes, so a group with no answer at all gets zero rewards rather than rewarding emptiness.
     """
 
     name = "majority"

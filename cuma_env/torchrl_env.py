@@ -236,7 +236,7 @@ class _CuMaChatEnv(ChatEnv):
     """`ChatEnv` whose history-mode specs match its data, rendering each distinct prompt once.
 
     TorchRL's `ChatHistory.default_spec` declares `tool_calls`/`tool_responses` under every History, which
-    a plain chat never carries, so `check_env_specs` fails in history mode (notes, "check_env_specs"). The
+    a plain chat never carries, so `check_env_specs` fails in history mode (TorchRL 0.14). The
     prompt is a one-message chat, so those two fields are dropped from the specs here.
 
     Text mode: `ChatEnv._reset_text` renders the chat template for every member, but a group repeats its
@@ -352,7 +352,7 @@ class CuMaTorchRLEnv(TransformedEnv):
             raise ValueError(f"scoring='env' needs batch_size == group_size ({group_size}), got {batch_size}; "
                              "with smaller batches use scoring='buffer' and env.group_vote() on the replay buffer")
         if not list_to_stack():
-            set_list_to_stack(True).set()  # TorchRL's LLM envs need it (notes, gotcha 9)
+            set_list_to_stack(True).set()  # TorchRL's LLM envs need it (docs/torchrl-gotchas.md, gotcha 9)
         episode = _Episode(gym_env, scoring, token_stats_key)
         if seed is not None:
             gym_env.np_random = _np_random(seed)

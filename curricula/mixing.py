@@ -41,7 +41,8 @@ import numpy as np
 from cuma_env.datasets import read_jsonl
 from cuma_env.problems import LEVELS, PoolSource, Problem, ProblemSource
 
-# MATH's 12k training pool by level (notes/method.md): few easy problems.
+# MATH's 12k training pool by level (math/prm800k_train_12k.jsonl; the paper cites these counts as the reason
+# for curated data): few easy problems.
 MATH_LEVEL_COUNTS: dict[int, int] = {1: 958, 2: 2152, 3: 2618, 4: 2776, 5: 3494}
 EPOCHS = ("balanced", "sum")
 Weight = float | Mapping[int, float] | None

@@ -96,8 +96,9 @@ class HFSampler:
 class SimulatedPolicy:
     """A torch-free stand-in for the weak base on the arithmetic ladder (for quick looks at schedules).
 
-    Each sample is right with the per-level pass@1 of notes/tiny-world.md (T=0.6); wrong answers fall near
-    the truth, so on hard levels they collide like the real model's. It reads the expression from the prompt.
+    Each sample is right with the per-level pass@1 (T=0.6) of the prototype's weak base
+    (docs/label-free-tiny-world.md, "Before the package"); wrong answers fall near the truth, so on hard levels
+    they collide like the real model's. It reads the expression from the prompt.
     """
 
     PASS1 = {1: 0.80, 2: 0.52, 3: 0.26, 4: 0.07, 5: 0.03}

@@ -112,7 +112,7 @@ def arith_run(tiny_base_dir, tmp_path_factory):
 
 
 def test_tiny_base_orders_the_procedural_levels(arith_run):
-    """The check of the issue: measured difficulty orders levels 1-5 (measured on the weak base: mean
+    """The calibration check: measured difficulty orders levels 1-5 (measured on the weak base: mean
     agreement 0.89 / 0.56 / 0.41 / 0.31 / 0.27, measured level 1.2 / 2.8 / 3.7 / 4.4 / 4.7)."""
     summary = json.loads((arith_run / "calibration.json").read_text())
     rows = [summary["requested"][str(lv)] for lv in range(1, 6)]

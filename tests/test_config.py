@@ -25,7 +25,7 @@ def test_every_issue_preset_ships_and_validates():
         assert config.name == name
         assert config.rollout.group_size == 8 and config.rollout.temperature == 0.6
         if name.startswith("tiny"):
-            assert config.model.path == "tiny" and config.train.lr <= 3e-5  # notes/tiny-world.md
+            assert config.model.path == "tiny" and config.train.lr <= 3e-5  # docs/label-free-tiny-world.md
 
 
 def test_default_preset_is_the_gated_curriculum_with_a_relative_mask():

@@ -1,6 +1,6 @@
 """`AgreementGated`: a label-free promotion rule with a readiness probe and a collapse guard.
 
-Why not the paper's fixed stages: in the measured tiny world (notes/tiny-world.md) the paper's mask
+Why not the paper's fixed stages: in the measured tiny world (docs/label-free-tiny-world.md) the paper's mask
 (largest cluster < 2) almost never fires, because on hard levels wrong answers collide; the last stages then
 train on levels where the majority is wrong ~95% of the time and the model learns consistency instead of
 correctness. This schedule moves on only when the current level is mastered *by the model's own agreement*
@@ -36,7 +36,8 @@ class AgreementGated(Schedule):
     schedule demotes one level (`on_collapse="demote"`, default; it holds at the first level) or only
     refuses to promote (`"hold"`). After a demotion the windows restart.
 
-    Defaults and why (notes/tiny-world.md, group of 8):
+    Defaults and why (the prototype's measurements in docs/label-free-tiny-world.md, "Before the package";
+    group of 8):
         agreement_threshold=0.75  6 of 8 agree on average: where majorities were mostly right on the easy
                                   levels (L1 top=6: 93% right; L2 top>=5: 83%; L3 top=6: 67%).
         max_mask_rate=0.25        at most a quarter of the groups give no signal (with the paper's "< 2"

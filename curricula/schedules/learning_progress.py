@@ -7,9 +7,9 @@ either the change |fast - slow| (`reward="progress"`, default) or the fast avera
 SEC's choice with `signal="mean_abs_advantage"`). Levels are drawn in proportion to their value, mixed with
 `epsilon` of uniform exploration; a level with fewer than `min_visits` groups is treated optimistically.
 
-Caveat (notes/tiny-world.md): on hard levels agreement can rise because the model learns to be consistent,
-not correct, so progress in agreement there is not progress in accuracy. Use `AgreementGated` where that
-matters; this schedule is the bandit baseline.
+Caveat (docs/label-free-tiny-world.md, "Before the package"): on hard levels agreement can rise because the
+model learns to be consistent, not correct, so progress in agreement there is not progress in accuracy. Use
+`AgreementGated` where that matters; this schedule is the bandit baseline.
 """
 
 from __future__ import annotations
