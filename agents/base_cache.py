@@ -29,6 +29,9 @@ from filelock import FileLock
 
 from agents.base_config import CODE_VERSION, TinyBaseConfig
 
+# the saved model's folder (and so its `name_or_path`) names no model family: docs/torchrl-gotchas.md, gotcha 10
+MODEL_NAME_PREFIX = "cuma-tiny-base"
+
 CACHE_ENV = "CUMA_CACHE_DIR"
 METADATA_FILE = "cuma_base.json"
 _TEMPLATE_FAMILY_WORDS = ("qwen", "llama", "falcon", "deepseek", "dialogpt")
@@ -47,7 +50,7 @@ def base_path(config: TinyBaseConfig | None = None, cache_dir: str | Path | None
     """Where the base of `config` lives (built or not)."""
     config = config or TinyBaseConfig()
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return root / "tiny-base" / f"cuma-tiny-base-{config.key()}"
+    return root / "tiny-base" / f"{MODEL_NAME_PREFIX}-{config.key()}"
 
 
 def is_built(path: str | Path) -> bool:

@@ -17,9 +17,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from agents.base_config import TinyBaseConfig
 from agents.tokenizer import build_char_tokenizer, check_char_tokenizer
 
-MODEL_NAME_PREFIX = "cuma-tiny-base"
-
-
 def tiny_qwen2_config(config: TinyBaseConfig, tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
     return Qwen2Config(
         vocab_size=len(tokenizer),
