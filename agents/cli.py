@@ -15,20 +15,18 @@ COMMANDS = ("demo", "train", "eval", "reproduce", "base", "calibrate", "curate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cuma", description="CuMa gym: label-free RL for LLM math reasoning.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        module = importlib.import_module(f"agents.commands.{name}")
-        before = set(sub.choices)
-        module.add_parser(sub)
-        for added in set(sub.choices) - before:
-            sub.choices[added].set_defaults(handler=module.run)
+    from agents.commands import CommandParser, add_commands
+
+    parser = CommandParser(prog="cuma", description="CuMa gym: label-free RL for LLM math reasoning.")
+    add_commands(parser, [importlib.import_module(f"agents.commands.{name}") for name in COMMANDS])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agents.commands import parse
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 threads make small-model generation ~100x slower here
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import functools
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +31,13 @@ import yaml
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "tiny-cuma-gated"
 TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (built and cached on first use)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_hub_id(source: str) -> bool:
+    """Whether a model source names a Hugging Face hub repo (`owner/name`) rather than a local path: it looks like
+    one (one `/`, no leading `/`, `.` or `~`) and is not an existing path. Anything else is a local path."""
+    return bool(_HUB_ID.fullmatch(source)) and not Path(source).exists()
 
 
 class ConfigError(ValueError):
@@ -403,11 +411,18 @@ def validate(config: Config) -> None:
     need(m.device in ("auto", "cpu") or m.device.startswith("cuda"),
          f"model.device: must be auto, cpu, cuda or cuda:N, got {m.device!r}")
     need(m.backend != "vllm" or m.device != "cpu", "model.backend: vllm needs a GPU (model.device cpu given)")
+    need(m.path == TINY_MODEL or is_hub_id(m.path) or Path(m.path).expanduser().exists(),
+         f"model.path: {m.path} does not exist; give tiny, a model directory or a hub id such as Qwen/Qwen2.5-0.5B")
     from cuma_env.catalog import TASKS
 
     need(e.id.split(":")[-1] in TASKS, f"env.id: unknown environment {e.id!r}; known: {', '.join(TASKS)}")
+    task = TASKS[e.id.split(":")[-1]]
+    trainable = [name for name, t in TASKS.items() if "train" in t.datasets]
+    need("train" in task.datasets, f"env.id: {task.env_id} is evaluation only (no train split); train on one of "
+         f"{', '.join(trainable)} and evaluate with `cuma eval --bench`")
     need(e.levels is None or (len(e.levels) > 0 and all(lv in (1, 2, 3, 4, 5) for lv in e.levels)),
          f"env.levels: must be a non-empty list of levels 1..5 or null, got {e.levels!r}")
+    need(e.levels is None or task.levelled, f"env.levels: {task.env_id} has no difficulty levels; drop env.levels")
     if isinstance(e.min_votes, int):
         need(1 <= e.min_votes <= r.group_size, f"env.min_votes: a count must be in 1..group_size, got {e.min_votes}")
     else:

@@ -32,6 +32,7 @@ BENCHES = ("arith", "math500", "gsm8k", "aime24", "amc23")
 _DATASET = {"math500": "math500", "gsm8k": "gsm8k_test", "aime24": "aime24", "amc23": "amc23"}
 _TEMPLATE = {"arith": "compact", "math500": "default", "gsm8k": "default", "aime24": "default", "amc23": "default"}
 ALL = "all"
+LEVELLED = ("arith", "math500")  # the others have one row, level `all`
 
 
 def heldout_bench(env_id: str) -> str:
@@ -46,6 +47,12 @@ def bench_problems(bench: str, n_per_level: int | None = None, *, levels: Sequen
     """The first `n_per_level` problems of each level of a bench (all of them if None), and its template."""
     if bench not in BENCHES:
         raise ValueError(f"unknown bench {bench!r}; choose one of {', '.join(BENCHES)}")
+    if n_per_level is not None and n_per_level < 1:
+        raise ValueError(f"problems per level must be >= 1 (or None: all), got {n_per_level}")
+    if levels is not None and bench not in LEVELLED:
+        raise ValueError(f"bench {bench} has no difficulty levels; leave the levels out")
+    if levels is not None and (not levels or not set(levels) <= {1, 2, 3, 4, 5}):
+        raise ValueError(f"bench {bench} has levels 1-5, got {list(levels)}")
     if bench == "arith":
         from cuma_env.arithmetic import ArithmeticSource
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,33 +30,45 @@ from typing import Any
 
 import torch
 
-from agents.config import TINY_MODEL, ModelConfig, RolloutConfig
+from agents.config import TINY_MODEL, ModelConfig, RolloutConfig, is_hub_id
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested device or backend does not exist on this machine: a setting to change, not a bug."""
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"model.device={name!r} but CUDA is not available here; use model.device=cpu or auto")
+        raise BackendUnavailable(f"device {name!r} asked for, but CUDA is not available here; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise BackendUnavailable(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
+                                 "CUDA device(s)")
     return device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be auto, {', '.join(DTYPES)}, got {name!r}")
     return DTYPES[name]
 
 
 def model_source(path: str) -> str:
-    """The directory or hub id to load: `tiny` resolves to the cached embedded base (built if missing)."""
+    """The directory or hub id to load: `tiny` resolves to the cached embedded base (built if missing); only
+    what looks like `owner/name` and is not a local path is a hub id (`agents.config.is_hub_id`)."""
     if path == TINY_MODEL:
         from agents.base_cache import ensure_tiny_base
 
         return str(ensure_tiny_base(progress=True))  # a bar only on first use (built once, then cached)
-    return path
+    return path if is_hub_id(path) else str(Path(path).expanduser())
 
 
 def load_model(path: str, device: torch.device):
@@ -63,8 +76,12 @@ def load_model(path: str, device: torch.device):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = model_source(path)
-    if not Path(source).exists() and "/" not in source:
-        raise FileNotFoundError(f"model {path!r}: no such directory, and not a hub id (owner/name)")
+    if not is_hub_id(source) and not Path(source).exists():  # never hand a mistyped path to the hub
+        raise FileNotFoundError(f"model path {source} does not exist; give tiny, a model directory or a hub id "
+                                "such as Qwen/Qwen2.5-0.5B")
+    if Path(source).exists() and not (Path(source) / "config.json").is_file():
+        raise FileNotFoundError(f"model path {source} is not a model directory (no config.json); give the folder "
+                                "save_pretrained wrote, e.g. RUN_DIR/model")
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(device)
     model.eval()
@@ -155,6 +172,8 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
     warnings.filterwarnings("ignore", message="size_average and reduce args will be deprecated")
     device = resolve_device(model_config.device)
     dtype = resolve_dtype(model_config.dtype, device)
+    if model_config.backend == "vllm":
+        check_vllm(device)  # before the weights load, not after
     if device.type == "cpu":
         torch.set_num_threads(model_config.num_threads)
     model, tokenizer = load_model(model_config.path, device)
@@ -192,14 +211,19 @@ class _AutocastWrapper:
 
 
 # --- vLLM (GPU only; optional extra) -------------------------------------------------------------
+def check_vllm(device: torch.device) -> None:
+    """`BackendUnavailable` unless the vLLM backend can run here (a CUDA device and vLLM installed)."""
+    import importlib.util
+
+    if device.type != "cuda":
+        raise BackendUnavailable("backend vllm needs a CUDA GPU; use the transformers backend on CPU")
+    if importlib.util.find_spec("vllm") is None:
+        raise BackendUnavailable('backend vllm needs vLLM: pip install "cuma-gym[vllm]" (GPU machines only)')
+
+
 def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed: int) -> None:
-    if policy.device.type != "cuda":
-        raise RuntimeError("model.backend=vllm needs a CUDA GPU; use model.backend=transformers on CPU")
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: weights load directly
-    try:
-        from vllm import LLM
-    except ImportError:
-        raise RuntimeError('model.backend=vllm needs vLLM: pip install "cuma-gym[vllm]" (GPU machines only)') from None
+    from vllm import LLM
     from torchrl.collectors.llm.weight_update.vllm_v2 import vLLMUpdaterV2
     from torchrl.modules.llm import vLLMWrapper
 

@@ -220,8 +220,31 @@ def evaluate_base(seed: int, budget: Budget) -> RunRecord:
     return record_from_eval("base", seed, [(0, result)], time.perf_counter() - start)
 
 
-def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path) -> RunRecord:
-    """Train (or reuse / resume) one arm in `runs_dir/<method>-s<seed>` and return its record."""
+class DifferentRunError(ValueError):
+    """An arm's run directory holds a run with another configuration (another budget, `--quick`, overrides)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"{run_dir} holds a run with a different configuration; give another --out, or --force "
+                         "to replace it")
+        self.run_dir = run_dir
+
+
+def different_runs(runs_dir: str | Path, methods: Sequence[str], seeds: Sequence[int], budget: Budget) -> list[Path]:
+    """The arms' run directories under `runs_dir` that hold a run with another configuration (what `run_method`
+    would refuse to replace without `force`)."""
+    found = []
+    for method in methods:
+        for seed in seeds:
+            run_dir = Path(runs_dir) / f"{method}-s{seed}"
+            if (METHODS[method].preset is not None and run_dir.is_dir() and any(run_dir.iterdir())
+                    and not _same_config(run_dir, method_config(method, seed, budget))):
+                found.append(run_dir)
+    return found
+
+
+def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path, *, force: bool = False) -> RunRecord:
+    """Train (or reuse / resume) one arm in `runs_dir/<method>-s<seed>` and return its record. A run directory
+    with another configuration is a `DifferentRunError`, unless `force` (then it is deleted and trained again)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHOD_ORDER)}")
     if METHODS[method].preset is None:
@@ -241,9 +264,11 @@ def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path) -> 
         trainer = Trainer.resume(run_dir)
     else:
         if run_dir.exists():
+            if not force and not _same_config(run_dir, config) and any(run_dir.iterdir()):
+                raise DifferentRunError(run_dir)
             import shutil
 
-            shutil.rmtree(run_dir)  # a stale or different run of this arm: start it again
+            shutil.rmtree(run_dir)  # this arm's run with this config that never checkpointed, or forced
         trainer = Trainer.new(config, run_dir)
         if config.env.pool.kind != "split":
             from agents.train_pool import training_source
@@ -268,19 +293,21 @@ def _same_config(run_dir: Path, config) -> bool:
     return saved.to_dict() == config.to_dict()
 
 
-def _worker(method: str, seed: int, budget: Budget, runs_dir: str) -> dict[str, Any]:
+def _worker(method: str, seed: int, budget: Budget, runs_dir: str, force: bool) -> dict[str, Any]:
     """Entry point of a `--jobs` worker process (one thread, like the main process)."""
     import torch
 
     torch.set_num_threads(1)
     _quiet_transformers()
-    return asdict(run_method(method, seed, budget, runs_dir))
+    return asdict(run_method(method, seed, budget, runs_dir, force=force))
 
 
 # --- the whole comparison -------------------------------------------------------------------------
 def reproduce(out_dir: str | Path, *, methods: Sequence[str] = PAPER_METHODS, seeds: Sequence[int] = (0,),
-              budget: Budget = Budget(), jobs: int = 1, log=print) -> dict[str, Any]:
-    """Run every (method, seed), then write results.json, results.md, comparison.png and run_info.json."""
+              budget: Budget = Budget(), jobs: int = 1, force: bool = False, log=print) -> dict[str, Any]:
+    """Run every (method, seed), then write results.json, results.md, comparison.png and run_info.json.
+    Finished arms with the same configuration are reused, interrupted ones resumed; an arm directory with
+    another configuration is a `DifferentRunError` before anything trains, unless `force` replaces it."""
     from agents.reproduce_report import aggregate, write_outputs
 
     unknown = [m for m in methods if m not in METHODS]
@@ -289,6 +316,11 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = PAPER_METHODS, se
     methods = [m for m in METHOD_ORDER if m in set(methods)]
     out = Path(out_dir)
     runs_dir = out / "runs"
+    different = different_runs(runs_dir, methods, seeds, budget)
+    if different and not force:
+        raise DifferentRunError(different[0])
+    for run_dir in different:
+        log(f"replacing {run_dir} (forced): it holds a run with a different configuration")
     runs_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _quiet_transformers()
@@ -299,7 +331,7 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = PAPER_METHODS, se
     if jobs <= 1:
         for i, (m, s) in enumerate(tasks, 1):
             log(f"[{i}/{len(tasks)}] {m} seed {s} ...")
-            record = run_method(m, s, budget, runs_dir)
+            record = run_method(m, s, budget, runs_dir, force=force)
             records.append(record)
             log(f"[{i}/{len(tasks)}] {m} seed {s}: mean greedy {record.mean_acc:.3f} "
                 f"(peak {record.peak_mean_acc:.3f}), collapse {record.collapse:.2f}, {record.wall_s:.0f} s")
@@ -308,7 +340,7 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = PAPER_METHODS, se
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(m, s, pool.submit(_worker, m, s, budget, str(runs_dir))) for m, s in tasks]
+            futures = [(m, s, pool.submit(_worker, m, s, budget, str(runs_dir), force)) for m, s in tasks]
             for m, s, future in futures:
                 records.append(RunRecord(**future.result()))
                 log(f"{m} seed {s}: mean greedy {records[-1].mean_acc:.3f}, {records[-1].wall_s:.0f} s")

@@ -38,6 +38,8 @@ class Trainer:
         self.evals: list[tuple[int, dict[str, Any]]] = []
         self.step_seconds: list[float] = []
         self.wall_before = 0.0
+        self.built = False
+        self._undo: tuple[Path | None, bytes | None] | None = None  # what `new` wrote, for `discard`
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
@@ -46,35 +48,63 @@ class Trainer:
         if latest_checkpoint(run_dir) is not None:
             raise ConfigError(f"{run_dir} already holds a run; continue it with `cuma train --resume {run_dir}` "
                               "or choose another --out")
+        created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
+        saved = run_dir / "config.yaml"
+        previous = saved.read_bytes() if saved.is_file() else None
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        return cls(config, run_dir)
+        save_config(config, saved)
+        trainer = cls(config, run_dir)
+        trainer._undo = (created, previous)
+        return trainer
+
+    def discard(self) -> None:
+        """Undo `new` after a failed start: remove the directories it created, or its config.yaml (restoring one
+        that was there before). Nothing that existed before `new` is removed."""
+        if self._undo is None:
+            return
+        created, previous = self._undo
+        self._undo = None
+        if created is not None:
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)
+        elif previous is not None:
+            (self.run_dir / "config.yaml").write_bytes(previous)
+        else:
+            (self.run_dir / "config.yaml").unlink(missing_ok=True)
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides: list[str] | None = None) -> "Trainer":
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-        config = from_dict(read_yaml(run_dir / "config.yaml"))
-        if overrides:
-            changed = config.replace(overrides)
-            bad = [k for k in diff_keys(config, changed) if k not in RESUMABLE_KEYS]
-            if bad:
-                raise ConfigError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(sorted(RESUMABLE_KEYS))})")
-            config = changed
-            save_config(config, run_dir / "config.yaml")
+        saved = from_dict(read_yaml(run_dir / "config.yaml"))
+        config = saved.replace(overrides) if overrides else saved
+        bad = [k for k in diff_keys(saved, config) if k not in RESUMABLE_KEYS]
+        if bad:
+            raise ConfigError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(sorted(RESUMABLE_KEYS))})")
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             raise ConfigError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
+        if config != saved:  # only once the run is known to be resumable
+            save_config(config, run_dir / "config.yaml")
         return cls(config, run_dir, checkpoint=checkpoint)
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """Load the model and build the rollout, learner, held-out set and outputs (`run` does it if not done).
+        A setting this machine or the data cannot honour fails here, before any file but config.yaml is
+        written: `ValueError`, `OSError` (a missing model or data file) or `agents.policy.BackendUnavailable`."""
+        if self.built:
+            return
+        from agents.evaluation import bench_problems, heldout_bench
         from agents.learner import Learner
         from agents.policy import build_policy
         from agents.rollout import Rollout
         from agents.run_outputs import RunOutputs
 
         c = self.config
+        self._heldout = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
+                                       data_dir=c.env.data_dir)  # no RNG: the order of the steps here is free
         seed_everything(c.seed)
         self.policy = build_policy(c.model, c.rollout, seed=c.seed)
         self.rollout = Rollout(c, self.policy)
@@ -84,21 +114,22 @@ class Trainer:
                                   resume_step=None if state is None else int(state["step"]))
         if state is None:
             seed_everything(c.seed)
-            return
-        self.policy.model.load_state_dict(state["model"])
-        self.learner.load_state_dict(state["learner"])
-        self.rollout.load_state_dict(state["stream"])
-        self.policy.sync_weights()
-        self.step = int(state["step"])
-        self.wall_before = float(state["trainer"]["wall_s"])
-        self.evals = [(s, r) for s, r in state["trainer"]["evals"]]
-        self.step_seconds = list(state["trainer"]["step_seconds"])
-        set_rng_state(state["rng"])
+        else:
+            self.policy.model.load_state_dict(state["model"])
+            self.learner.load_state_dict(state["learner"])
+            self.rollout.load_state_dict(state["stream"])
+            self.policy.sync_weights()
+            self.step = int(state["step"])
+            self.wall_before = float(state["trainer"]["wall_s"])
+            self.evals = [(s, r) for s, r in state["trainer"]["evals"]]
+            self.step_seconds = list(state["trainer"]["step_seconds"])
+            set_rng_state(state["rng"])
+        self.built = True
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         c = self.config
-        self._build()
+        self.build()
         unfreeze = freeze_setup()
         start = time.perf_counter()
         self._wall = lambda: self.wall_before + time.perf_counter() - start
@@ -172,12 +203,9 @@ class Trainer:
         }
 
     def _evaluate(self) -> None:
-        from agents.evaluation import bench_problems, evaluate, heldout_bench
+        from agents.evaluation import evaluate
 
         c = self.config
-        if not hasattr(self, "_heldout"):
-            self._heldout = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
-                                           data_dir=c.env.data_dir)
         problems, template = self._heldout
         result = evaluate(self.policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
                           max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,

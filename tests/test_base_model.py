@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -173,14 +172,10 @@ def test_built_base_is_weak_and_graded(tiny_base_dir):
 
 @pytest.mark.slow
 def test_cuma_base_command_prints_and_writes_the_profile(tiny_base_dir, tmp_path, capsys):
-    from agents.commands import base as base_command
+    from agents.cli import main
 
-    parser = argparse.ArgumentParser(prog="cuma")
-    base_command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["base", "--n-per-level", "10", "--samples", "4", "--no-progress",
-                              "--cache-dir", str(Path(tiny_base_dir).parent.parent), "--out", str(tmp_path / "out")])
-    assert args.func is base_command.run
-    assert base_command.run(args) == 0
+    assert main(["base", "--n-per-level", "10", "--samples", "4", "--no-progress",
+                 "--cache-dir", str(Path(tiny_base_dir).parent.parent), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert str(tiny_base_dir) in printed and "| 5 |" in printed
     assert "maj@4 - greedy: L1 " in printed and "majority labels beat greedy on" in printed

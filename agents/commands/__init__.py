@@ -1,4 +1,8 @@
-"""Sub-commands of the `cuma` CLI: each module exposes `add_parser(subparsers)` and `run(args) -> int`."""
+"""Sub-commands of the `cuma` CLI: each module exposes `add_parser(subparsers)` and `run(args) -> int`.
+
+A bad input to any command is one line on stderr, `cuma <command>: error: <what and how to fix>`, and exit
+status 2: argparse's own errors (through `CommandParser`) as well as the commands' checks (through `fail`).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,54 @@ import sys
 from collections.abc import Callable, Sequence
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse with one-line errors; positionals (`key=value` overrides) may sit before, between or after
+    the options (`parse_intermixed_args`, where the parser has no sub-commands)."""
+
+    _parsing = False
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._parsing or any(a.nargs == argparse.PARSER for a in self._get_positional_actions()):
+            return super().parse_known_args(args, namespace)
+        self._parsing = True  # parse_known_intermixed_args calls parse_known_args itself
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+
+
+def add_commands(parser: argparse.ArgumentParser, modules: Sequence) -> None:
+    """One sub-command per module; each parsed namespace carries its `handler` and `command_parser`."""
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
+    for module in modules:
+        before = set(sub.choices)
+        module.add_parser(sub)
+        for added in set(sub.choices) - before:
+            sub.choices[added].set_defaults(handler=module.run, command_parser=sub.choices[added])
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, with arguments the command does not know reported by the command's parser."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def fail(command: str, message: object) -> int:
+    """Print `cuma <command>: error: <message>` as one line on stderr; return 2 (the status of a bad input)."""
+    print(f"cuma {command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
 def run_standalone(name: str, add_parser: Callable, run: Callable[[argparse.Namespace], int],
                    argv: Sequence[str] | None = None) -> int:
     """`python -m agents.commands.<name> ...`: parse `argv` (default sys.argv) as `cuma <name> ...` and run it."""
-    parser = argparse.ArgumentParser(prog="cuma")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)]))
+    import types
+
+    parser = CommandParser(prog="cuma")
+    add_commands(parser, [types.SimpleNamespace(add_parser=add_parser, run=run)])
+    return run(parse(parser, [name, *(sys.argv[1:] if argv is None else argv)]))

@@ -28,11 +28,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache root (default $CUMA_CACHE_DIR or ~/.cache/cuma)")
     parser.add_argument("--rebuild", action="store_true", help="train again even if the base is cached")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while training")
-    parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.commands import fail
+
+    if args.n_per_level < 1 or args.samples < 1 or args.temperature <= 0:
+        return fail("base", f"--n-per-level and --samples must be >= 1 and --temperature > 0, got "
+                            f"{args.n_per_level}, {args.samples} and {args.temperature:g}")
     from agents.base_cache import ensure_tiny_base, read_metadata
     from agents.base_config import TinyBaseConfig
     from agents.base_eval import evaluate_base
@@ -44,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TinyBaseConfig(**changes)
     except ValueError as error:
-        print(f"cuma base: {error}")
-        return 2
-    if args.n_per_level < 1 or args.samples < 1 or args.temperature <= 0:
-        print("cuma base: --n-per-level and --samples must be >= 1 and --temperature > 0")
-        return 2
+        return fail("base", error)
     started = time.perf_counter()
     path = ensure_tiny_base(config, cache_dir=args.cache_dir, progress=not args.no_progress, rebuild=args.rebuild)
     ready = time.perf_counter() - started

@@ -10,9 +10,10 @@ records carry an `answer`, the report also says how well agreement predicts a co
 
 --data is `arith` (the procedural family, first --per-level problems of each level of --arith-split) or a
 JSONL in the pools' layout (`problem`, `level`, optional `answer`; e.g. `cuma curate` output). Writes under
---out: calibrated.jsonl (input records + measured_level, agreement, masked, majority, n_samples, and
-majority_correct / sample_accuracy when an answer exists), calibration.md (table), calibration.png
-(requested vs measured heatmap + agreement per level), calibration.json (summary + settings).
+--out (default runs/calibrate-<date>-<time>): calibrated.jsonl (input records + measured_level, agreement,
+masked, majority, n_samples, and majority_correct / sample_accuracy when an answer exists), calibration.md
+(table), calibration.png (requested vs measured heatmap + agreement per level), calibration.json (summary +
+settings).
 Use the output in training with `curricula.mixing.measured_source(path)`.
 """
 
@@ -49,18 +50,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-chat-template", action="store_true",
                         help="send the prompt text as is (default: through the tokenizer's chat template, as the "
                              "training env does)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output folder (default runs/calibrate-<date>-<time>)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="autocast precision (default auto: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--batch-size", type=int, default=512, help="sequences per generate call (default 512)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
-
-
-def _error(message: str) -> int:
-    print(f"cuma calibrate: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return 2
 
 
 def _load_records(args: argparse.Namespace) -> tuple[list[dict], str, bool]:
@@ -135,26 +133,59 @@ def make_generate(model, tokenizer, device, dtype, *, temperature: float, top_p:
     return generate
 
 
+def _min_votes(args: argparse.Namespace) -> int | float:
+    """--min-votes as a count (an integer >= 1, at most --n-samples) or a share of N (in (0, 1))."""
+    value = args.min_votes
+    if value >= 1 and float(value).is_integer():
+        if value > args.n_samples:
+            raise ValueError(f"--min-votes {value:g} is more than --n-samples {args.n_samples}: every problem would "
+                             "be masked; give a count <= N or a share such as 0.75")
+        return int(value)
+    if not 0 < value < 1:
+        raise ValueError(f"--min-votes must be a count (2) or a share of N in (0, 1) (0.75), got {value:g}")
+    return value
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The numeric options: `ValueError` naming the first bad one."""
+    if args.n_samples < 2:
+        raise ValueError(f"--n-samples must be >= 2 to measure agreement, got {args.n_samples}")
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+    for name in ("per_level", "max_new_tokens", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from agents.commands import fail
     from curricula.calibration import Bands, calibrate, format_report, summarize, write_report
 
-    if args.n_samples < 2:
-        return _error(f"--n-samples must be >= 2 to measure agreement, got {args.n_samples}")
-    if args.temperature <= 0:
-        return _error(f"--temperature must be > 0, got {args.temperature}")
-    if args.per_level is not None and args.per_level < 1:
-        return _error(f"--per-level must be >= 1, got {args.per_level}")
-    min_votes = int(args.min_votes) if float(args.min_votes).is_integer() and args.min_votes >= 1 else args.min_votes
     try:
+        _check(args)
+        min_votes = _min_votes(args)
         bands = Bands.parse(args.bands)
         records, default_template, is_arith = _load_records(args)
+    except (ValueError, FileNotFoundError) as exc:
+        return fail("calibrate", exc)
+    from agents.policy import BackendUnavailable
+
+    try:
         model, tokenizer, device, dtype = _load_model(args.model, args.device, args.dtype)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
-        return _error(str(exc))
+    except (ValueError, OSError, BackendUnavailable) as exc:  # no such model, no CUDA
+        return fail("calibrate", exc)
+    out = args.out or Path("runs") / f"calibrate-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # before sampling: a bad --out must not waste the run
+    except OSError as exc:
+        return fail("calibrate", f"--out {out}: {exc.strerror or exc}")
     template = args.prompt_template or default_template
-    max_new = args.max_new_tokens or (16 if is_arith else 1024)
+    max_new = args.max_new_tokens if args.max_new_tokens is not None else (16 if is_arith else 1024)
     if device.type == "cpu":
         torch.set_num_threads(1)
     generate = make_generate(model, tokenizer, device, dtype, temperature=args.temperature, top_p=args.top_p,
@@ -168,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
             calibrated = calibrate(records, generate, template=template, n_samples=args.n_samples, bands=bands,
                                    min_votes=min_votes, chunk=max(1, args.batch_size // args.n_samples),
                                    progress=not args.no_progress)
-    except ValueError as exc:  # a record without problem text, a bad --min-votes
-        return _error(str(exc))
+    except ValueError as exc:  # a record without problem text
+        return fail("calibrate", exc)
     seconds = time.perf_counter() - started
     summary = summarize(calibrated, bands)
     title = f"Difficulty calibration: {args.model} on {args.data} (N={args.n_samples}, T={args.temperature:g})"
@@ -178,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             "per_level": args.per_level or (100 if is_arith else None), "arith_split": args.arith_split if is_arith else None,
             "min_votes": min_votes, "chat_template": not args.no_chat_template, "device": str(device),
             "seconds": round(seconds, 2)}
-    paths = write_report(calibrated, summary, args.out, meta=meta, title=title)
+    paths = write_report(calibrated, summary, out, meta=meta, title=title)
     print(format_report(summary, title))
     print(f"{len(calibrated)} problems in {seconds:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -89,6 +89,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.commands import fail
     from curricula.curation.backends import (GeneratorError, GeneratorSpecError, GeneratorUnreachable,
                                              SamplingParams, make_generator)
     from curricula.curation.data import DataFileMissing, load_seed_pool
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from curricula.curation.pipeline import CurationConfig, CurationStateError, Curator
     from curricula.curation.prompts import TOPICS
 
+    if args.out.is_dir():
+        return fail("curate", f"--out {args.out} is a directory; give a JSONL file, e.g. {args.out / 'curated.jsonl'}")
     try:
         config = CurationConfig(out=args.out, levels=args.levels, topics=args.topics or tuple(TOPICS),
                                 per_call=args.per_call, calls=args.calls, seed=args.seed, k_examples=args.k_examples,
@@ -107,8 +110,13 @@ def run(args: argparse.Namespace) -> int:
         pool = load_seed_pool(args.seed_pool, data_dir=args.data_dir)
         curator = Curator(config, generator, pool, eval_index, progress=not args.no_progress)
     except (DataFileMissing, GeneratorSpecError, ValueError) as exc:
-        print(f"cuma curate: {exc}", file=sys.stderr)
-        return 2
+        return fail("curate", exc)
+    for option, folder in ((f"--out {args.out}", args.out.parent), (f"--save-raw {args.save_raw}", args.save_raw)):
+        try:  # the folders the run writes into, before the first (costly) call
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return fail("curate", f"{option}: cannot create the folder {folder} ({exc.strerror or exc})")
     try:
         report = curator.run()
     except GeneratorUnreachable as exc:
@@ -119,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     except CurationStateError as exc:
-        print(f"cuma curate: {exc}", file=sys.stderr)
-        return 2
+        return fail("curate", exc)
     except KeyboardInterrupt:
         print("cuma curate: interrupted; every finished call is saved, re-run the same command to continue",
               file=sys.stderr)
@@ -131,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m agents.commands.curate ...` (the same as `cuma curate ...`)."""
-    parser = argparse.ArgumentParser(prog="cuma")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(["curate", *(sys.argv[1:] if argv is None else argv)]))
+    from agents.commands import run_standalone
+
+    return run_standalone("curate", add_parser, run, argv)
 
 
 if __name__ == "__main__":

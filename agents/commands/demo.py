@@ -15,15 +15,45 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("demo", help="play label-free episodes with the embedded tiny base",
                                    description=__doc__)
     parser.add_argument("--episodes", type=int, default=3, help="episodes per level (default 3)")
-    parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--temperature", type=float, default=0.6)
-    parser.add_argument("--min-votes", type=float, default=2, help="count (>= 1) or share of the group (< 1)")
+    parser.add_argument("--group-size", type=int, default=8, help="answers sampled per problem (default 8)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
+    parser.add_argument("--min-votes", type=float, default=2,
+                        help="mask threshold: a count (2) or a share of the group (0.75) (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the episodes as JSONL here")
     return parser
 
 
+def _check(args: argparse.Namespace) -> int | float:
+    """`ValueError` naming the first bad option; else --min-votes as a count (an integer, 1..--group-size) or a
+    share of the group (in (0, 1))."""
+    if args.episodes < 1 or args.group_size < 2:
+        raise ValueError(f"--episodes must be >= 1 and --group-size >= 2, got {args.episodes} and {args.group_size}")
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    value = args.min_votes
+    if value >= 1 and float(value).is_integer():
+        if value > args.group_size:
+            raise ValueError(f"--min-votes {value:g} is more than --group-size {args.group_size}: every group would "
+                             "be masked; give a count <= the group size or a share such as 0.75")
+        return int(value)
+    if not 0 < value < 1:
+        raise ValueError(f"--min-votes must be a count (2) or a share of the group in (0, 1) (0.75), got {value:g}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
+    from agents.commands import fail
+
+    try:
+        min_votes = _check(args)
+    except ValueError as exc:
+        return fail("demo", exc)
+    try:
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return fail("demo", f"--out {args.out}: {exc.strerror or exc}")
     import gymnasium as gym
     import torch
 
@@ -34,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    min_votes = int(args.min_votes) if args.min_votes >= 1 else float(args.min_votes)
     model, tokenizer = load_tiny_base(ensure_tiny_base(progress=True))
     env = gym.make("CuMa-Arith-v0", group_size=args.group_size, min_votes=min_votes)
     records = []
@@ -51,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
                   f"mean reward={reward:.2f}")
             records.append({"prompt": prompt, "completions": list(group), **info})
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("".join(json.dumps(r) + "\n" for r in records))
         print(f"\nwrote {len(records)} episodes to {args.out}")
     return 0

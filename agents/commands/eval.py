@@ -19,6 +19,16 @@ import sys
 from pathlib import Path
 
 
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(dict.fromkeys(int(x) for x in text.replace(" ", "").split(",") if x))
+    except ValueError:
+        levels = ()
+    if not levels or any(lv not in range(1, 6) for lv in levels):
+        raise argparse.ArgumentTypeError(f"levels must be integers 1-5 separated by commas, got {text!r}")
+    return levels
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from agents.evaluation import BENCHES
 
@@ -30,12 +40,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--n", type=int, default=None, metavar="N", help="at most N problems per level (default all)")
-    parser.add_argument("--levels", default=None, metavar="L,L", help="only these levels, e.g. 1,2")
+    parser.add_argument("--levels", type=_levels, default=None, metavar="L,L",
+                        help="only these levels, e.g. 1,2 (arith and math500 only)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="default: 16 for arith, 1024 for the others")
     parser.add_argument("--batch-size", type=int, default=256, help="sequences per generate call (default 256)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="autocast precision (default auto: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--backend", default="transformers", choices=("transformers", "vllm"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None, help="benchmark data folder (default $CUMA_DATA_DIR)")
@@ -60,29 +72,48 @@ def resolve_model(path: str) -> tuple[str, dict | None]:
     return path, None
 
 
+def _check(args: argparse.Namespace) -> None:
+    """The numeric options: `ValueError` naming the first bad one."""
+    for name in ("samples", "n", "batch_size", "max_new_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0 (sampled pass@1 and maj@k sample), got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+
+
 def run(args: argparse.Namespace) -> int:
+    from agents.commands import fail
     from agents.config import ModelConfig, RolloutConfig
     from agents.evaluation import bench_problems, evaluate, format_table
-    from agents.policy import build_policy
 
     try:
-        levels = tuple(int(x) for x in args.levels.split(",")) if args.levels else None
+        _check(args)
         model_path, state = resolve_model(args.model)
-        problems, template = bench_problems(args.bench, args.n, levels=levels, data_dir=args.data_dir, seed=0)
+        problems, template = bench_problems(args.bench, args.n, levels=args.levels, data_dir=args.data_dir, seed=0)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"cuma eval: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return fail("eval", exc)
+    from agents.policy import BackendUnavailable, build_policy
+
     max_new = args.max_new_tokens or (16 if args.bench == "arith" else 1024)
     model_config = ModelConfig(path=model_path, backend=args.backend, device=args.device, dtype=args.dtype)
-    policy = build_policy(model_config, RolloutConfig(max_new_tokens=max_new, temperature=args.temperature),
-                          seed=args.seed)
+    try:
+        policy = build_policy(model_config, RolloutConfig(max_new_tokens=max_new, temperature=args.temperature),
+                              seed=args.seed)
+    except (ValueError, OSError, BackendUnavailable) as exc:  # no such model, no CUDA, no vLLM
+        return fail("eval", exc)
     if state is not None:
         policy.model.load_state_dict(state)
         policy.sync_weights()
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return fail("eval", f"--out {args.out}: {exc.strerror or exc}")
     result = evaluate(policy, problems, template, samples=args.samples, temperature=args.temperature,
                       max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p)
     print(format_table(result, f"{args.model} on {args.bench}:"))
-    args.out.mkdir(parents=True, exist_ok=True)
     payload = {"model": args.model, "bench": args.bench, "max_new_tokens": max_new, **result}
     (args.out / f"eval-{args.bench}.json").write_text(json.dumps(payload, indent=2, default=str))
     with open(args.out / f"eval-{args.bench}.csv", "w", newline="") as handle:

@@ -34,6 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.commands import fail
     from agents.config import ConfigError, load_config, preset_names, preset_path
 
     if args.list_presets:
@@ -55,8 +56,16 @@ def run(args: argparse.Namespace) -> int:
 
             trainer = Trainer.new(config, out)
     except ConfigError as exc:
-        print(f"cuma train: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("train", exc)
+    except OSError as exc:  # --out cannot be created or written
+        return fail("train", f"cannot write the run directory: {exc.filename}: {exc.strerror or exc}")
+    from agents.policy import BackendUnavailable
+
+    try:  # what the config cannot know: the model, the data files, the device and backend on this machine
+        trainer.build()
+    except (ValueError, OSError, BackendUnavailable) as exc:
+        trainer.discard()  # a failed start leaves no run directory behind
+        return fail("train", exc)
     print(f"run directory: {trainer.run_dir}", flush=True)
     summary = trainer.run()
     return 130 if summary.get("interrupted") else 0
