@@ -10,7 +10,7 @@ evaluation (the arith test split: `eval.n_per_level` problems per level, greedy 
 `eval.temperature`), so only the method differs. Each arm is its shipped preset (`agents/presets`) plus the
 budget; `base` is the held-out evaluation of the start model, no training.
 
-Which data each arm trains on (the tiny-scale stand-in for the paper's "curated data", issue 5):
+Which data each arm trains on (the tiny-scale stand-in for the paper's curated data of known difficulty):
 - every arm except `cuma_nocurated` draws from the procedural train split (`CuMa-Arith-v0`, split `train`):
   problems of *known* difficulty in five balanced bins. This is the curated data of the tiny world: the
   paper generated easy problems because MATH has few; here every bin is full.
@@ -41,9 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.train_pool import SKEWED_POOL_SIZE as NOCURATED_POOL_SIZE
 from curricula.mixing import MATH_LEVEL_COUNTS
-
-NOCURATED_POOL_SIZE = 1000  # the level-1 bin (80 problems) must fit the train split's 82 level-1 problems
 
 
 @dataclass(frozen=True)

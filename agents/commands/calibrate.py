@@ -14,7 +14,8 @@ JSONL in the pools' layout (`problem`, `level`, optional `answer`; e.g. `cuma cu
 masked, majority, n_samples, and majority_correct / sample_accuracy when an answer exists), calibration.md
 (table), calibration.png (requested vs measured heatmap + agreement per level), calibration.json (summary +
 settings).
-Use the output in training with `curricula.mixing.measured_source(path)`.
+Train on the output with `cuma train env.pool.kind=file env.pool.path=OUT/calibrated.jsonl
+env.pool.level_field=measured_level` (or, in Python, `curricula.mixing.measured_source(path)`).
 """
 
 from __future__ import annotations
