@@ -135,16 +135,9 @@ def make_generate(model, tokenizer, device, dtype, *, temperature: float, top_p:
 
 
 def _min_votes(args: argparse.Namespace) -> int | float:
-    """--min-votes as a count (an integer >= 1, at most --n-samples) or a share of N (in (0, 1))."""
-    value = args.min_votes
-    if value >= 1 and float(value).is_integer():
-        if value > args.n_samples:
-            raise ValueError(f"--min-votes {value:g} is more than --n-samples {args.n_samples}: every problem would "
-                             "be masked; give a count <= N or a share such as 0.75")
-        return int(value)
-    if not 0 < value < 1:
-        raise ValueError(f"--min-votes must be a count (2) or a share of N in (0, 1) (0.75), got {value:g}")
-    return value
+    from agents.commands import min_votes_option
+
+    return min_votes_option(args.min_votes, args.n_samples, "--n-samples")
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -31,15 +31,9 @@ def _check(args: argparse.Namespace) -> int | float:
         raise ValueError(f"--episodes must be >= 1 and --group-size >= 2, got {args.episodes} and {args.group_size}")
     if args.temperature <= 0:
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
-    value = args.min_votes
-    if value >= 1 and float(value).is_integer():
-        if value > args.group_size:
-            raise ValueError(f"--min-votes {value:g} is more than --group-size {args.group_size}: every group would "
-                             "be masked; give a count <= the group size or a share such as 0.75")
-        return int(value)
-    if not 0 < value < 1:
-        raise ValueError(f"--min-votes must be a count (2) or a share of the group in (0, 1) (0.75), got {value:g}")
-    return value
+    from agents.commands import min_votes_option
+
+    return min_votes_option(args.min_votes, args.group_size, "--group-size")
 
 
 def run(args: argparse.Namespace) -> int:
