@@ -71,7 +71,6 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                "ours: agreement-gated curriculum, next-level probes, collapse guard, mask >= 75% of the group"),
 )}
 METHOD_ORDER: tuple[str, ...] = tuple(METHODS)
-PAPER_METHODS = ("base", "ttrl", "intuitor", "oracle", "cuma", "cuma_nomask", "cuma_nocurriculum", "cuma_gated")
 
 
 # Held-out problems per level: the whole L1 (18) and L2 (185) test splits and 400 of L3-L5. With the preset's
@@ -302,9 +301,10 @@ def _worker(method: str, seed: int, budget: Budget, runs_dir: str, force: bool) 
 
 
 # --- the whole comparison -------------------------------------------------------------------------
-def reproduce(out_dir: str | Path, *, methods: Sequence[str] = PAPER_METHODS, seeds: Sequence[int] = (0,),
+def reproduce(out_dir: str | Path, *, methods: Sequence[str] = METHOD_ORDER, seeds: Sequence[int] = (0,),
               budget: Budget = Budget(), jobs: int = 1, force: bool = False, log=print) -> dict[str, Any]:
-    """Run every (method, seed), then write results.json, results.md, comparison.png and run_info.json.
+    """Run every (method, seed) (default: every method, as `cuma reproduce` does), then write results.json,
+    results.md, comparison.png and run_info.json.
     Finished arms with the same configuration are reused, interrupted ones resumed; an arm directory with
     another configuration is a `DifferentRunError` before anything trains, unless `force` replaces it."""
     from agents.reproduce_report import aggregate, write_outputs
