@@ -18,10 +18,13 @@ timed steps (the first round is a warm-up and is not counted).
 - `minimal`: a plain PyTorch GRPO loop (HF `generate`, group-normalised advantages, one forward with grad
   over all 128 sequences, ratio-1 on-policy loss, backward, AdamW), timed by phase.
 - `ours`: `agents.rollout.Rollout.collect()` + `agents.learner.Learner.step()` (TorchRL collector, group
-  vote on the replay-buffer write path, GRPOLoss), timed as collect + learn. Two configs: `ours-ttrl`
-  (preset tiny-ttrl: the same majority reward, no mask, levels uniform: the same work as the others) and
+  vote on the replay-buffer write path, GRPOLoss), timed as collect + learn. Three configs: `ours-ttrl`
+  (preset tiny-ttrl: the same majority reward, no mask, levels uniform: the same work as the others),
   `ours-default` (the default preset tiny-cuma-gated: groups under its 6-of-8 mask and zero-advantage
-  groups never enter forward/backward; probes included when they fire).
+  groups never enter forward/backward; probes included when they fire) and `ours-default-uniform` (the
+  same mask and skipping on the others' problem mix). `ours-default` draws its problems from its
+  curriculum, which starts on levels 1-2: shorter prompts and answers than the uniform mix the others
+  sample, so its generation is cheaper; `ours-default-uniform` is the like-for-like comparison.
 
 Garbage collection: `cuma train` collects and `gc.freeze()`s what its setup built (`agents.trainer.freeze_setup`)
 so that Python's full collections stop traversing the model, env and collector. The bench does the same, once,
@@ -53,6 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PROMPTS, GROUP, MAX_NEW, TEMPERATURE, LR = 16, 8, 8, 0.6, 3e-5
+# The default preset's mask and group skipping on the others' problem mix (levels uniform, no curriculum)
+UNIFORM_LEVELS = ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false")
 
 
 def majority_rewards(texts: list[str], group: int = GROUP) -> list[float]:
@@ -140,7 +145,7 @@ class Minimal:
 class Ours:
     """`Rollout.collect()` + `Learner.step()` of the agent, built as the trainer builds them."""
 
-    def __init__(self, name: str, preset: str, base: str):
+    def __init__(self, name: str, preset: str, base: str, overrides: tuple[str, ...] = ()):
         from agents.checkpoint import seed_everything
         from agents.config import load_config
         from agents.learner import Learner
@@ -151,16 +156,19 @@ class Ours:
         config = load_config(preset=preset, overrides=[
             f"model.path={base}", f"rollout.prompts_per_step={PROMPTS}", f"rollout.group_size={GROUP}",
             f"rollout.max_new_tokens={MAX_NEW}", f"rollout.temperature={TEMPERATURE}", f"train.lr={LR}",
-            "train.steps=100000", "train.warmup_steps=0"])
+            "train.steps=100000", "train.warmup_steps=0", *overrides])
         seed_everything(0)
         self.policy = build_policy(config.model, config.rollout, seed=0)
         self.rollout = Rollout(config, self.policy)
         self.learner = Learner(self.policy, config.train, config.rollout.group_size)
         self.phases: dict[str, list[float]] = {"collect": [], "learn": [], "trained_groups": []}
+        self.levels: dict[int, int] = {}  # problems sampled per level: the workload behind the timings
 
     def step(self) -> float:
         t0 = time.perf_counter()
         batch = self.rollout.collect()
+        for info in batch.infos:
+            self.levels[info["level"]] = self.levels.get(info["level"], 0) + 1
         t1 = time.perf_counter()
         stats = self.learner.step(batch.data)
         t2 = time.perf_counter()
@@ -271,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512)
-    contenders += [Ours("ours-default", "tiny-cuma-gated", base), Ours("ours-ttrl", "tiny-ttrl", base),
-                   Minimal(base, prompts)]
+    contenders += [Ours("ours-default", "tiny-cuma-gated", base),
+                   Ours("ours-default-uniform", "tiny-cuma-gated", base, UNIFORM_LEVELS),
+                   Ours("ours-ttrl", "tiny-ttrl", base), Minimal(base, prompts)]
     if not args.no_freeze:
         from agents.trainer import freeze_setup
 
@@ -309,10 +318,16 @@ def main(argv: list[str] | None = None) -> int:
         report[c.name] = {"median_s": med, "mean_s": mean,
                           "ratio_vs_trl": (reference / med) if reference and med else None,
                           "phases": phases, "steps_timed": len(timed[c.name])}
+        if hasattr(c, "levels"):
+            report[c.name]["problems_per_level"] = {str(k): v for k, v in sorted(c.levels.items())}
     if reference is None:
         print(f"TRL: {trl_note}; ratios vs TRL need it (the minimal loop is the in-process reference):")
+    for c in contenders:
+        if hasattr(c, "levels"):
+            total = sum(c.levels.values()) or 1
+            print(f"{c.name} sampled levels: " + ", ".join(f"L{k} {v / total:.0%}" for k, v in sorted(c.levels.items())))
     minimal = median(timed["minimal"])
-    for name in ("ours-default", "ours-ttrl"):
+    for name in ("ours-default", "ours-default-uniform", "ours-ttrl"):
         print(f"ratio minimal / {name}: {minimal / median(timed[name]):.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"trl": trl_note, "contenders": report}, indent=2) + "\n")

@@ -26,9 +26,13 @@ def test_bench_step_runs_and_prints_ratios(tiny_base_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
     assert "trl: skipped (--skip-trl)" in text
-    for name in ("ours-default", "ours-ttrl", "minimal"):
+    for name in ("ours-default", "ours-default-uniform", "ours-ttrl", "minimal"):
         assert f"| {name} |" in text
-    assert "ratio minimal / ours-default:" in text and "generate" in text
+    assert "ratio minimal / ours-default:" in text and "ratio minimal / ours-default-uniform:" in text
+    assert "generate" in text
     saved = json.loads(out.read_text())
-    assert set(saved["contenders"]) == {"ours-default", "ours-ttrl", "minimal"}
+    assert set(saved["contenders"]) == {"ours-default", "ours-default-uniform", "ours-ttrl", "minimal"}
     assert all(c["median_s"] > 0 and c["ratio_vs_trl"] is None for c in saved["contenders"].values())
+    # the like-for-like contender samples the others' uniform mix; the default starts on its curriculum's level 1
+    assert len(saved["contenders"]["ours-default-uniform"]["problems_per_level"]) >= 3
+    assert set(saved["contenders"]["ours-default"]["problems_per_level"]) == {"1"}
