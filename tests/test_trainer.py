@@ -104,7 +104,7 @@ def test_on_policy_loss_equals_grpo_with_separately_scored_old_log_probs(stack):
         policy.model.zero_grad(set_to_none=True)
         loss = loss_module(batch).loss_objective
         loss.backward()
-        grads.append((float(loss), torch.cat([p.grad.reshape(-1) for p in policy.model.parameters()])))
+        grads.append((float(loss.detach()), torch.cat([p.grad.reshape(-1) for p in policy.model.parameters()])))
     policy.model.zero_grad(set_to_none=True)
     assert math.isclose(grads[0][0], grads[1][0], rel_tol=1e-4, abs_tol=1e-6)
     assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-3, atol=1e-6)
