@@ -167,11 +167,11 @@ class Ours:
     def step(self) -> float:
         t0 = time.perf_counter()
         batch = self.rollout.collect()
-        for info in batch.infos:
-            self.levels[info["level"]] = self.levels.get(info["level"], 0) + 1
         t1 = time.perf_counter()
         stats = self.learner.step(batch.data)
         t2 = time.perf_counter()
+        for info in batch.infos:
+            self.levels[info["level"]] = self.levels.get(info["level"], 0) + 1
         self.phases["collect"].append(t1 - t0)
         self.phases["learn"].append(t2 - t1)
         self.phases["trained_groups"].append(stats.trained_groups)
