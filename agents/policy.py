@@ -1,7 +1,7 @@
 """The policy: a causal LM behind TorchRL's LLM wrappers, on the right device and precision.
 
     policy = build_policy(config.model, config.rollout, seed=0)
-    policy.generator      # TransformersWrapper / vLLMWrapper, generate=True, text mode: the collector's policy
+    policy.generator      # agents.generator's TransformersWrapper / vLLMWrapper, generate=True, text mode
     policy.scorer         # TransformersWrapper, generate=False, tokens mode, over the trained weights (the loss actor)
     policy.generate_texts(prompts, samples=8, temperature=0.6, max_new_tokens=8)   # eval / probes, plain batched
     policy.sync_weights() # after an optimizer step (vLLM: push the new weights into the engine; HF: nothing)
@@ -185,7 +185,9 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
         _attach_vllm(policy, model_config, rollout, seed)
     else:  # no generation log-probs: the learner takes the on-policy ones from its own forward (agents.learner);
         # returning them kept every step's logits and one more tensorclass per member in every later copy
-        policy.generator = _AutocastWrapper.wrap(TransformersWrapper(
+        from agents.generator import PaddedTransformersWrapper
+
+        policy.generator = _AutocastWrapper.wrap(PaddedTransformersWrapper(
             model, tokenizer=tokenizer, input_mode="text", generate=True, return_log_probs=False, pad_output=True,
             device=device, generate_kwargs=dict(max_new_tokens=rollout.max_new_tokens, do_sample=True,
                                                 temperature=rollout.temperature, top_p=rollout.top_p, top_k=None)),

@@ -15,6 +15,8 @@ Workarounds (TorchRL 0.14 gotchas, numbered as in docs/torchrl-gotchas.md):
   batch first (~0.2 s per 128 members here); the collector's batch is fresh, so `_WritePath` skips the copy.
 - `LLMCollector` clones every env step's output and carries it over into the next reset, member by member
   (~0.25 s per step here); one single-turn step fills our batch, so `_OneStepCollector` skips both.
+- The generator (`agents.generator.PaddedTransformersWrapper`) builds its padded outputs in one dense
+  TensorDict, where TorchRL's wrapper splits them member by member into a lazy stack (~10 ms per step).
 - gotcha 1: the generator's `log_probs.full` is not needed: one optimizer step per batch is on-policy, so the
   learner takes the old log-probs from its own forward (see `agents.learner`).
 - The collector pipelines: after stepping batch k it resets the env, drawing batch k+1's problems *before*

@@ -12,6 +12,7 @@ from agents.checkpoint import seed_everything
 from agents.config import load_config
 from agents.learner import Learner, OnPolicyGRPOLoss, loss_batch
 from agents.policy import build_policy
+from agents import generator as generator_module
 from agents import rollout as rollout_module
 from agents.rollout import Rollout
 import cuma_env
@@ -30,7 +31,7 @@ def config_for(base_dir, *overrides, preset="tiny-ttrl"):
 
 def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
     """`steps` batches of a fresh Rollout; `torchrl_path`: the plain TorchRL path (its own LLMCollector, a
-    generator that returns log-probs, a copying GroupVote, the env built with `fast=False`)."""
+    generator that returns log-probs into a lazy stack, a copying GroupVote, the env built with `fast=False`)."""
     if torchrl_path:
         import torchrl.modules.llm as llm
 
@@ -41,6 +42,7 @@ def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
             return wrapper(*args, **kwargs)
 
         monkeypatch.setattr(llm, "TransformersWrapper", with_log_probs)
+        monkeypatch.setattr(generator_module, "PaddedTransformersWrapper", with_log_probs)
         monkeypatch.setattr(rollout_module, "_OneStepCollector", rollout_module.LLMCollector)
         monkeypatch.setattr(cuma_env, "make_torchrl_env", lambda *a, **kw: make_env(*a, fast=False, **kw))
     seed_everything(0)
@@ -52,6 +54,7 @@ def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
     assert isinstance(rollout.collector, rollout_module._OneStepCollector) != torchrl_path
     assert isinstance(rollout.env.transform, _InPlaceCompose) != torchrl_path
     assert policy.generator.return_log_probs == torchrl_path
+    assert isinstance(policy.generator, generator_module.PaddedTransformersWrapper) != torchrl_path
     try:
         return [rollout.collect() for _ in range(steps)], policy
     finally:
@@ -268,3 +271,31 @@ def test_the_one_step_collector_postproc_skips_only_a_walk(tiny_base_dir):
         assert "_hidden" not in out.keys() and set(out.keys(True)) == keys
     finally:
         rollout.shutdown()
+
+
+@pytest.mark.parametrize("return_log_probs", [False, True])
+def test_the_padded_generator_gives_torchrls_outputs(tiny_random_model, return_log_probs):
+    """`PaddedTransformersWrapper` (outputs built dense) vs TorchRL's `TransformersWrapper` (built in a lazy
+    stack), same seed and env batch: the same entries, leaf by leaf, and the env steps them the same."""
+    from torchrl.modules.llm import TransformersWrapper
+
+    model, tokenizer = tiny_random_model
+    kwargs = dict(tokenizer=tokenizer, input_mode="text", generate=True, pad_output=True,
+                  return_log_probs=return_log_probs, generate_kwargs={"max_new_tokens": 6, "do_sample": True})
+    runs = []
+    for cls in (generator_module.PaddedTransformersWrapper, TransformersWrapper):
+        env = cuma_env.make_torchrl_env("CuMa-Arith-v0", tokenizer=tokenizer, group_size=4, batch_size=8, seed=3)
+        policy = cls(model, **kwargs)
+        torch.manual_seed(0)
+        td = env.reset()
+        action = policy(td)
+        runs.append((env_entries(action), env_entries(env.step(action))))
+    (ours_action, ours_step), (theirs_action, theirs_step) = runs
+    assert ("text", "response") in ours_action and (("log_probs", "response") in ours_action) == return_log_probs
+    for a, b in ((ours_action, theirs_action), (ours_step, theirs_step)):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, b[key]), key
+            else:
+                assert value == b[key], key
