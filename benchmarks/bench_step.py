@@ -1,6 +1,6 @@
 """Step-speed benchmark: one GRPO step on the tiny base, ours vs TRL's GRPOTrainer vs a minimal PyTorch loop.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_step.py [--rounds 5] [--steps 4] [--skip-trl] [--no-freeze]
+    OMP_NUM_THREADS=1 python benchmarks/bench_step.py [--rounds 11] [--steps 4] [--skip-trl] [--no-freeze]
                                                       [--json out.json]
     pip install "cuma-gym[bench]"    # TRL, optional: without it the TRL row is skipped with a message
 
@@ -34,8 +34,10 @@ collection lands on one step in ~10, so it moves the mean (the wall time of a ru
 ours-default alone over 40 steps, ~26 ms per step on average unfrozen, ~1 ms frozen. The table gives both;
 ratios use medians.
 
-Ratios are TRL's median step time over each contender's (> 1: faster than TRL). Timings depend on the
-machine and its load; tests never assert them.
+Ratios are TRL's median step time over each contender's (> 1: faster than TRL). The shared machine's speed
+drifts by 20-30% between minutes, so the table also gives the *paired* ratio: per timed round, TRL's median
+over the contender's median in that same round, whose median and range over rounds show how stable a ratio
+is. Timings depend on the machine and its load; tests never assert them.
 """
 
 from __future__ import annotations
@@ -238,7 +240,7 @@ def median(values: list[float]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternation rounds; the first is a warm-up")
+    parser.add_argument("--rounds", type=int, default=11, help="alternation rounds; the first is a warm-up")
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per contender per round")
     parser.add_argument("--skip-trl", action="store_true", help="do not run TRL even if it imports")
     parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
@@ -290,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
           f"1 thread; {args.rounds} rounds x {args.steps} steps each (round 1 = warm-up); trl: {trl_note}; "
           f"gc.freeze after setup: {'no' if args.no_freeze else 'yes'}", flush=True)
     timed: dict[str, list[float]] = {c.name: [] for c in contenders}
+    rounds: dict[str, list[float]] = {c.name: [] for c in contenders}  # per timed round: the round's median
     marks: dict[str, int] = {}
     for round_ in range(args.rounds):
         for c in contenders:
@@ -298,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             times = c.run(args.steps) if isinstance(c, TRL) else [c.step() for _ in range(args.steps)]
             if round_ > 0 or args.rounds == 1:
                 timed[c.name].extend(times)
+                rounds[c.name].append(statistics.median(times))
         print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(
             f"{c.name} {statistics.median(timed[c.name] or [0]):.3f} s" for c in contenders), flush=True)
     for c in contenders:
@@ -306,17 +310,20 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = median(timed.get("trl", []))
     report: dict[str, dict] = {}
-    print("\n| contender | median s/step | mean s/step | TRL / this | breakdown (medians) |")
-    print("|---|---|---|---|---|")
+    print("\n| contender | median s/step | mean s/step | TRL / this | paired, median (range) | breakdown (medians) |")
+    print("|---|---|---|---|---|---|")
     for c in contenders:
         med, mean = median(timed[c.name]), statistics.fmean(timed[c.name])
         phases = {k: median(v[marks.get(c.name, 0):]) for k, v in getattr(c, "phases", {}).items()}
         detail = ", ".join(f"{k} {v * 1000:.0f} ms" if k != "trained_groups" else f"trained groups {v:g}/{PROMPTS}"
                            for k, v in phases.items() if v is not None)
         ratio = f"{reference / med:.2f}x" if reference and med else "n/a"
-        print(f"| {c.name} | {med:.4f} | {mean:.4f} | {ratio} | {detail} |")
+        paired = paired_ratios(rounds.get("trl", []), rounds[c.name])
+        spread = f"{median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})" if paired else "n/a"
+        print(f"| {c.name} | {med:.4f} | {mean:.4f} | {ratio} | {spread} | {detail} |")
         report[c.name] = {"median_s": med, "mean_s": mean,
                           "ratio_vs_trl": (reference / med) if reference and med else None,
+                          "paired_ratios_vs_trl": paired,
                           "phases": phases, "steps_timed": len(timed[c.name])}
         if hasattr(c, "levels"):
             report[c.name]["problems_per_level"] = {str(k): v for k, v in sorted(c.levels.items())}
@@ -332,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"trl": trl_note, "contenders": report}, indent=2) + "\n")
     return 0
+
+
+def paired_ratios(reference_rounds: list[float], rounds: list[float]) -> list[float]:
+    """TRL's median over the contender's, round by round: each pair ran within seconds of each other."""
+    return [r / t for r, t in zip(reference_rounds, rounds) if t > 0]
 
 
 def _phase_len(contender) -> int:

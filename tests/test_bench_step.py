@@ -5,6 +5,7 @@ Timings are printed, never asserted.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,7 +33,22 @@ def test_bench_step_runs_and_prints_ratios(tiny_base_dir, tmp_path):
     assert "generate" in text
     saved = json.loads(out.read_text())
     assert set(saved["contenders"]) == {"ours-default", "ours-default-uniform", "ours-ttrl", "minimal"}
-    assert all(c["median_s"] > 0 and c["ratio_vs_trl"] is None for c in saved["contenders"].values())
+    assert all(c["median_s"] > 0 and c["ratio_vs_trl"] is None and c["paired_ratios_vs_trl"] == []
+               for c in saved["contenders"].values())
+    assert "paired, median (range)" in text
     # the like-for-like contender samples the others' uniform mix; the default starts on its curriculum's level 1
     assert len(saved["contenders"]["ours-default-uniform"]["problems_per_level"]) >= 3
     assert set(saved["contenders"]["ours-default"]["problems_per_level"]) == {"1"}
+
+
+def test_paired_ratios_pair_each_round_with_trls_same_round():
+    """A slow round slows both contenders of that round: pairing cancels it where pooled medians do not."""
+    spec = importlib.util.spec_from_file_location("bench_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paired_ratios = module.paired_ratios
+
+    trl = [0.20, 0.30, 0.20]     # round 2 ran while the machine was slow
+    ours = [0.10, 0.15, 0.10]
+    assert paired_ratios(trl, ours) == pytest.approx([2.0, 2.0, 2.0])
+    assert paired_ratios([], ours) == []  # no TRL: no pairs
