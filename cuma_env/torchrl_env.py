@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from tensordict import NonTensorStack, TensorDict, TensorDictBase, list_to_stack, set_list_to_stack
 from torchrl.data import Binary, Composite, NonTensor, Unbounded
+from torchrl.data.llm import History
 from torchrl.envs import Compose, Transform, TransformedEnv
 from torchrl.envs.llm import ChatEnv
 from torchrl.envs.llm.transforms import DataLoadingPrimer
@@ -233,30 +234,40 @@ def _fallback_problem(td: TensorDictBase, source: str) -> Problem:
 
 
 class _CuMaChatEnv(ChatEnv):
-    """`ChatEnv` whose history-mode specs match its data, rendering each distinct prompt once.
+    """`ChatEnv` whose history-mode specs match its data, and whose text-mode reset is built dense.
 
     TorchRL's `ChatHistory.default_spec` declares `tool_calls`/`tool_responses` under every History, which
     a plain chat never carries, so `check_env_specs` fails in history mode (TorchRL 0.14). The
     prompt is a one-message chat, so those two fields are dropped from the specs here.
 
-    Text mode: `ChatEnv._reset_text` renders the chat template for every member, but a group repeats its
-    prompt G times (128 renders for 16 prompts, ~20 ms of a reset on the tiny model's template). With `render_once`,
-    members whose query is the same string get the render of the first of them: the same text, since
-    the history is built from the query (plus the env's fixed system prompt) alone.
+    Text mode with `render_once` (the env's `fast=True`): `ChatEnv._reset` builds a History per member,
+    renders the chat template for every member and returns a per-member lazy stack. A group repeats its
+    prompt G times (128 renders for 16 prompts), and every later stage (the generator's update, the step,
+    the scorer) pays per member for the lazy stack. Here each distinct query is rendered once, as the same
+    one- or two-message chat `ChatEnv` builds (the env's system prompt, then the query as the user
+    message), and the reset is one dense TensorDict (~18 ms less per step of 128 members on the tiny model;
+    the same entries as TorchRL's path, tests/test_step_speed_equivalence.py). Anything but a batch of
+    string queries (chats, History payloads) takes `ChatEnv._reset`.
     """
 
     render_once = False
 
-    def _reset_text(self, tensordict: TensorDictBase, history: Any):
-        firsts, index = _first_occurrences(tensordict.get(self.data_key, None), self.batch_size) \
-            if self.render_once and history.ndim == 2 else (None, None)
-        if firsts is None or len(firsts) == len(index):
-            return super()._reset_text(tensordict, history)
-        rendered = history[firsts].apply_chat_template(tokenizer=self.tokenizer, add_generation_prompt=True,
-                                                       **self.template_kwargs)
-        txt = Text._from_tensordict(tensordict.empty())  # as ChatEnv._reset_text builds it
-        txt.prompt = [rendered[i] for i in index]
-        return tensordict.empty(device=self.device).set("text", txt)
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
+        firsts = index = None
+        if self.render_once and self.input_mode == "text" and tensordict is not None:
+            firsts, index = _first_occurrences(tensordict.get(self.data_key, None), self.batch_size)
+        if firsts is None:
+            return super()._reset(tensordict, **kwargs)
+        queries = tensordict.get(self.data_key).tolist()
+        system = [{"role": self.system_role, "content": self.system_prompt}] if self.system_prompt is not None else []
+        chats = [system + [{"role": self.user_role, "content": queries[i]}] for i in firsts]
+        rendered = History.from_chats(chats).apply_chat_template(tokenizer=self.tokenizer, add_generation_prompt=True,
+                                                                  **self.template_kwargs)
+        rendered = [rendered] if isinstance(rendered, str) else rendered
+        out = TensorDict(batch_size=self.batch_size, device=self.device)
+        text = Text._from_tensordict(out.empty())  # as ChatEnv._reset_text builds it
+        text.prompt = [rendered[i] for i in index]
+        return out.set("text", text).update(tensordict)
 
     def _make_specs_history(self):
         super()._make_specs_history()
@@ -318,9 +329,9 @@ class CuMaTorchRLEnv(TransformedEnv):
         seed: seeds problem drawing (also `env.set_seed`); same draws as the Gymnasium face's `reset(seed=)`.
         token_stats_key: optional input key with one float per response (e.g. self-certainty from
             `cuma_env.torch_stats.self_certainty_from_logits`), required by `reward="self_certainty"`.
-        fast: True (default): render each distinct prompt once at reset and skip the transforms' copy of
-            each step's input (`_CuMaChatEnv`, `_InPlaceCompose`); False: TorchRL's plain path. Same outputs
-            (tests/test_step_speed_equivalence.py).
+        fast: True (default): render each distinct prompt once at reset into a dense batch (text mode) and
+            skip the transforms' copy of each step's input (`_CuMaChatEnv`, `_InPlaceCompose`); False:
+            TorchRL's plain path. Same outputs (tests/test_step_speed_equivalence.py).
 
     Keys: reset -> `query`, `problem_id`, `level` (-1: none), `group_id` (B,), `("text", "prompt")` or
     `("history", "prompt")`, `masked` (B,1), `answer` (B,); step reads `("text", "response")` (or `full`) or

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tensordict import TensorDict, is_non_tensor, is_tensor_collection, lazy_stack
+from tensordict import LazyStackedTensorDict, TensorDict, is_non_tensor, is_tensor_collection, lazy_stack
 
 from agents.checkpoint import seed_everything
 from agents.config import load_config
@@ -139,6 +139,8 @@ def test_the_fast_env_gives_torchrls_reset_and_step_outputs(tiny_random_model, i
         outputs = []
         for _ in range(3):
             td = env.reset()
+            # the fast text-mode reset is one dense batch; TorchRL's is a per-member lazy stack
+            assert isinstance(td, LazyStackedTensorDict) != (fast and input_mode == "text")
             outputs.append(env_entries(td))
             action = policy(td)
             keys = set(action.keys(True, True, is_leaf=_is_leaf))
