@@ -164,7 +164,11 @@ CHOICES = {"model.backend": ("transformers", "vllm"), "model.dtype": ("auto", "f
            "env.pool.kind": POOL_KINDS,
            "train.schedule": ("cosine", "constant"), "train.masked_groups": ("drop", "zero_advantage"),
            "train.aggregation": ("token_mean", "prompt_mean")}
-# keys that may change when a run is resumed (they do not change what the run computes)
+# keys that may change when a run is resumed: how long it runs, how it is evaluated, saved and shown.
+# Only `train.steps` changes a step's numbers: it is also the horizon of the warm-up + cosine lr schedule, so a
+# run resumed with more steps follows the longer schedule from its current step on (from there its lr, and
+# so its weights, differ from the original run's; they equal a fresh run of the new length only up to the
+# first step whose lr differs). `Trainer.resume` refuses fewer steps than the checkpoint has already run.
 RESUMABLE_KEYS = frozenset({"train.steps", "eval.every", "output.checkpoint_every", "output.keep_checkpoints",
                             "output.tensorboard", "output.progress", "eval.batch_size"})
 
@@ -238,19 +242,43 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    if isinstance(value, (dict, list)) and _is_text(_leaf_hint(key)):
+        value = text  # e.g. env.prompt_template="Q: {problem}": text, not a YAML mapping
     return key, value
 
 
+def _leaf_hint(key: str) -> Any:
+    """The declared type of a config key; None for an unknown key (reported later, where it is set)."""
+    try:
+        parts = resolve_key(key)
+    except ConfigError:
+        return None
+    hint: Any = Config
+    for part in parts:
+        hints = typing.get_type_hints(hint) if dataclasses.is_dataclass(hint) else {}
+        if part not in hints:
+            return None
+        hint = hints[part]
+    return hint
+
+
+def _is_text(hint: Any) -> bool:
+    """`str` or `str | None`."""
+    return hint is str or (typing.get_origin(hint) in (typing.Union, types.UnionType)
+                           and set(typing.get_args(hint)) == {str, type(None)})
+
+
 def resolve_key(key: str) -> list[str]:
-    """A dotted key as a path; a bare leaf name that is unique across sections is expanded."""
+    """A dotted key as a path; a bare leaf name that is unique among all keys (nested ones included) is
+    expanded (`lr` -> `train.lr`; `path` is ambiguous: `model.path` or `env.pool.path`)."""
     parts = key.split(".")
     if len(parts) > 1 or key in TOP_KEYS:
         return parts
-    owners = [s for s, cls in _SECTION_TYPES.items() if key in {f.name for f in dataclasses.fields(cls)}]
+    owners = [k for k in _all_keys() if k.split(".")[-1] == key]
     if len(owners) == 1:
-        return [owners[0], key]
+        return owners[0].split(".")
     if len(owners) > 1:
-        raise ConfigError(f"key {key!r} is ambiguous: write one of {', '.join(f'{o}.{key}' for o in owners)}")
+        raise ConfigError(f"key {key!r} is ambiguous: write one of {', '.join(owners)}")
     raise ConfigError(f"unknown key {key!r}{_suggest(key, _all_keys())}")
 
 
@@ -370,7 +398,7 @@ _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "
 # key -> allowed range: ">=N", ">N", or an interval such as "(0,1]"
 RANGES: dict[str, str] = {
     "seed": ">=0", "model.num_threads": ">=1", "model.vllm_gpu_memory_utilization": "(0,1]",
-    "rollout.group_size": ">=2", "rollout.prompts_per_step": ">=1", "rollout.temperature": ">0",
+    "env.source_seed": ">=0", "rollout.group_size": ">=2", "rollout.prompts_per_step": ">=1", "rollout.temperature": ">0",
     "rollout.top_p": "(0,1]", "rollout.max_new_tokens": ">=1", "train.steps": ">=1", "train.lr": "(0,1)",
     "train.warmup_steps": ">=0", "train.min_lr_ratio": "[0,1]", "train.weight_decay": ">=0",
     "train.grad_clip": ">=0", "train.clip_epsilon": "(0,1)", "train.kl_coef": ">=0", "train.entropy_coef": ">=0",

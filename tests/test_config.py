@@ -63,6 +63,9 @@ def test_overrides_dotted_leaf_and_yaml_values():
     assert c.train.steps == 7 and c.env.levels == [1, 2] and c.curriculum.options["window"] == 16
     assert c.env.min_votes == 0.5 and c.eval.max_new_tokens is None
     assert load_config(overrides=["env.min_votes=6"]).env.min_votes == 6  # an int stays a count
+    # a text key keeps text that YAML would read as a mapping or a list
+    assert load_config(overrides=["env.prompt_template=Q: {problem}"]).env.prompt_template == "Q: {problem}"
+    assert load_config(overrides=["prompt_template=[{problem}]"]).env.prompt_template == "[{problem}]"
 
 
 @pytest.mark.parametrize("override, fragment", [
@@ -80,6 +83,9 @@ def test_overrides_dotted_leaf_and_yaml_values():
     ("train.masked_groups=keep", "train.masked_groups: must be one of drop, zero_advantage"),
     ("output.progress=maybe", "output.progress: expected true or false"),
     ("steps", "must look like key=value"),
+    ("path=/tmp", "key 'path' is ambiguous: write one of model.path, env.pool.path"),
+    ("env.source_seed=-3", "env.source_seed: must be >= 0"),
+    ("env.levels={a: 1}", "env.levels"),  # a non-text key still reads YAML and reports the type
 ])
 def test_bad_keys_and_values_are_one_clear_line(override, fragment):
     with pytest.raises(ConfigError) as info:
