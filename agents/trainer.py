@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, seed_everything,
-                               set_rng_state)
+from agents.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, rng_state, save_checkpoint,
+                               seed_everything, set_rng_state)
 from agents.config import RESUMABLE_KEYS, Config, ConfigError, diff_keys, from_dict, read_yaml, save_config
 from cuma_env.episode import answer_concentration
 
@@ -83,9 +83,13 @@ class Trainer:
         bad = [k for k in diff_keys(saved, config) if k not in RESUMABLE_KEYS]
         if bad:
             raise ConfigError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(sorted(RESUMABLE_KEYS))})")
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is None:
+        found = list_checkpoints(run_dir)
+        if not found:
             raise ConfigError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
+        done, checkpoint = found[-1]
+        if config.train.steps < done:
+            raise ConfigError(f"train.steps={config.train.steps} is below the {done} steps the checkpoint has run; "
+                              f"resume with train.steps >= {done}")
         if config != saved:  # only once the run is known to be resumable
             save_config(config, run_dir / "config.yaml")
         return cls(config, run_dir, checkpoint=checkpoint)
@@ -103,8 +107,9 @@ class Trainer:
         from agents.run_outputs import RunOutputs
 
         c = self.config
-        self._heldout = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
-                                       data_dir=c.env.data_dir)  # no RNG: the order of the steps here is free
+        problems, template = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
+                                            data_dir=c.env.data_dir)  # no RNG: the order of the steps here is free
+        self._heldout = (problems, c.env.prompt_template or template)  # held out, in the prompt the run trains on
         seed_everything(c.seed)
         self.policy = build_policy(c.model, c.rollout, seed=c.seed)
         self.rollout = Rollout(c, self.policy)

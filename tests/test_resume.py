@@ -111,6 +111,10 @@ def test_resume_refuses_changes_that_would_alter_the_run(uninterrupted, tmp_path
     with pytest.raises(ConfigError, match="cannot change train.lr when resuming"):
         Trainer.resume(uninterrupted, ["train.lr=1e-4"])
     assert Trainer.resume(uninterrupted, ["output.progress=true"]).config.output.progress
+    saved = (uninterrupted / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"train.steps=1 is below the \d+ steps the checkpoint has run"):
+        Trainer.resume(uninterrupted, ["train.steps=1"])
+    assert (uninterrupted / "config.yaml").read_text() == saved  # a refused resume leaves the run as it was
     with pytest.raises(ConfigError, match="already holds a run"):
         Trainer.new(load_config(), uninterrupted)
     with pytest.raises(ConfigError, match="not a run directory"):

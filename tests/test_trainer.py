@@ -185,6 +185,19 @@ def test_warmup_then_cosine_schedule():
     assert lr_factor(50, total=20, warmup=5, schedule="constant", min_ratio=0.1) == 1.0
 
 
+@pytest.mark.parametrize("template,expected", [(None, "compact"), ("default", "default")])
+def test_held_out_problems_are_asked_in_the_prompt_the_run_trains_on(tiny_base_dir, tmp_path, template, expected):
+    """`env.prompt_template` changes the training prompt; the held-out evaluation uses the same one (without
+    it: the bench's own, compact for arith)."""
+    overrides = [] if template is None else [f"env.prompt_template={template}"]
+    trainer = Trainer.new(small_config(tiny_base_dir, *overrides), tmp_path / "run")
+    trainer.build()
+    try:
+        assert trainer._heldout[1] == expected
+    finally:
+        trainer.rollout.shutdown()
+
+
 def test_bf16_autocast_path_trains_on_cpu(tiny_base_dir, tmp_path):
     """The mixed-precision path CUDA takes by default (`dtype: auto` = bf16 autocast over fp32 weights), on CPU."""
     config = small_config(tiny_base_dir, "model.dtype=bfloat16", "train.steps=3", "eval.every=0",
