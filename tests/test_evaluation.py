@@ -94,6 +94,18 @@ def test_eval_command_writes_results(tiny_base_dir, tmp_path, capsys):
     assert "pass@1 greedy" in capsys.readouterr().out
 
 
+def test_eval_arith_defaults_to_400_problems_per_level_not_the_whole_split(tiny_base_dir, tmp_path):
+    """Level 5 of the arith test split has ~146k problems: without --n, arith takes 400 per level (levels
+    with fewer take all), as `cuma reproduce` does; --n still overrides it."""
+    assert eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith", "--samples", "1",
+                              "--levels", "2,3", "--out", str(tmp_path)]) == 0
+    levels = json.loads((tmp_path / "eval-arith.json").read_text())["levels"]
+    assert {k: v["n"] for k, v in levels.items()} == {"2": 185, "3": 400}
+    assert eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith", "--samples", "1", "--n", "3",
+                              "--levels", "3", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "eval-arith.json").read_text())["levels"]["3"]["n"] == 3
+
+
 def test_eval_command_reads_a_run_directory(tiny_base_dir, tmp_path):
     from agents.config import load_config, save_config
     from agents.checkpoint import save_checkpoint

@@ -1,6 +1,6 @@
 """`cuma eval`: pass@1 greedy, sampled pass@1 and maj@k per level of a model on a benchmark.
 
-  cuma eval --model runs/demo/model --bench arith                  # the procedural test split, levels 1-5
+  cuma eval --model runs/demo/model --bench arith                  # the procedural test split, 400 per level
   cuma eval --model runs/demo --bench arith                        # a run directory: its final or last weights
   cuma eval --model Qwen/Qwen2.5-0.5B --bench math500 --samples 8 --max-new-tokens 3072 --device cuda
   cuma eval --model tiny --bench gsm8k --n 200 --out evals/tiny
@@ -17,6 +17,11 @@ import csv
 import json
 import sys
 from pathlib import Path
+
+
+# `--n` for arith when not given: the procedural test split's level 5 has ~146k problems; 400 per level is
+# what `cuma reproduce` evaluates (all of levels 1-2, whose splits are smaller)
+ARITH_DEFAULT_N = 400
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -39,7 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=8, help="k of maj@k and sampled pass@1 (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--n", type=int, default=None, metavar="N", help="at most N problems per level (default all)")
+    parser.add_argument("--n", type=int, default=None, metavar="N",
+                        help=f"at most N problems per level (default: {ARITH_DEFAULT_N} for arith, whose level 5 "
+                             "alone has ~146k test problems; all for the others)")
     parser.add_argument("--levels", type=_levels, default=None, metavar="L,L",
                         help="only these levels, e.g. 1,2 (arith and math500 only)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
@@ -92,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check(args)
         model_path, state = resolve_model(args.model)
-        problems, template = bench_problems(args.bench, args.n, levels=args.levels, data_dir=args.data_dir, seed=0)
+        n = args.n if args.n is not None or args.bench != "arith" else ARITH_DEFAULT_N
+        problems, template = bench_problems(args.bench, n, levels=args.levels, data_dir=args.data_dir, seed=0)
     except (ValueError, FileNotFoundError) as exc:
         return fail("eval", exc)
     from agents.policy import BackendUnavailable, build_policy
