@@ -74,7 +74,7 @@ def ensure_tiny_base(config: TinyBaseConfig | None = None, *, cache_dir: str | P
     target = base_path(config, cache_dir)
     if is_built(target) and not rebuild:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_cache_dir(target.parent, cache_dir)
     if any(word in str(target).lower() for word in _TEMPLATE_FAMILY_WORDS):
         warnings.warn(f"the tiny base path {target} names a model family; TorchRL picks chat templates by "
                       "this name (set CUMA_CACHE_DIR to a path without it)", stacklevel=2)
@@ -95,6 +95,17 @@ def ensure_tiny_base(config: TinyBaseConfig | None = None, *, cache_dir: str | P
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return target
+
+
+def _make_cache_dir(folder: Path, cache_dir: str | Path | None) -> None:
+    """Create `folder` (under the cache root); an `OSError` naming the cache root and where it came from."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        root = folder.parent
+        source = "" if cache_dir is not None else (
+            f" (${CACHE_ENV})" if os.environ.get(CACHE_ENV) else f" (the default; set ${CACHE_ENV} for another)")
+        raise type(exc)(f"cannot create the model cache directory {root}{source}: {exc.strerror or exc}") from exc
 
 
 def load_cached_base(config: TinyBaseConfig | None = None, *, cache_dir: str | Path | None = None,

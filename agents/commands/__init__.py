@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -52,6 +54,16 @@ def fail(command: str, message: object) -> int:
     """Print `cuma <command>: error: <message>` as one line on stderr; return 2 (the status of a bad input)."""
     print(f"cuma {command}: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
+
+
+def check_out_file(path: Path) -> None:
+    """Before any work: create `path`'s folder and check that it takes a new file (`OSError` if not;
+    `IsADirectoryError` when `path` is a folder). Writes nothing."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path.parent):
+        pass
 
 
 def min_votes_option(value: float, n: int, n_option: str) -> int | float:

@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.commands import fail
+    from agents.commands import check_out_file, fail
 
     if args.n_per_level < 1 or args.samples < 1 or args.temperature <= 0:
         return fail("base", f"--n-per-level and --samples must be >= 1 and --temperature > 0, got "
@@ -49,8 +51,23 @@ def run(args: argparse.Namespace) -> int:
         config = TinyBaseConfig(**changes)
     except ValueError as error:
         return fail("base", error)
+    out_file = None if args.out is None else args.out / "base_profile.json"
+    made_out = args.out is not None and not args.out.exists()
+    try:  # before training and evaluating: a bad --out or --cache-dir must not waste the run
+        if out_file is not None:
+            check_out_file(out_file)
+    except OSError as exc:
+        return fail("base", f"--out {args.out}: {exc.strerror or exc}")
     started = time.perf_counter()
-    path = ensure_tiny_base(config, cache_dir=args.cache_dir, progress=not args.no_progress, rebuild=args.rebuild)
+    try:
+        path = ensure_tiny_base(config, cache_dir=args.cache_dir, progress=not args.no_progress,
+                                rebuild=args.rebuild)
+    except OSError as exc:  # the cache folder cannot be created or written
+        if made_out:
+            with contextlib.suppress(OSError):
+                args.out.rmdir()  # leave nothing behind (it is still empty)
+        option = "" if args.cache_dir is None else f"--cache-dir {args.cache_dir}: "
+        return fail("base", f"{option}{exc}")
     ready = time.perf_counter() - started
     meta = read_metadata(path)
     model, tokenizer = load_tiny_base(path)
@@ -64,10 +81,19 @@ def run(args: argparse.Namespace) -> int:
           f"{report.samples} samples at T={report.temperature:g}; evaluated in {report.seconds:.1f} s")
     print(report.format_table())
     print(report.majority_verdict())
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+    if out_file is not None:
         payload = {"base_path": str(path), "base": meta, "profile": report.to_dict()}
-        out_file = args.out / "base_profile.json"
         out_file.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out_file}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agents.commands.base ...` (the same as `cuma base ...`)."""
+    from agents.commands import run_standalone
+
+    return run_standalone("base", add_parser, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

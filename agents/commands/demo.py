@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -37,15 +38,17 @@ def _check(args: argparse.Namespace) -> int | float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.commands import fail
+    from agents.commands import check_out_file, fail
 
     try:
         min_votes = _check(args)
     except ValueError as exc:
         return fail("demo", exc)
-    try:
+    try:  # before any episode: a bad --out must not waste the run
         if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
+            if args.out.is_dir():
+                raise IsADirectoryError(f"is a directory; give a JSONL file, e.g. {args.out / 'demo.jsonl'}")
+            check_out_file(args.out)
     except OSError as exc:
         return fail("demo", f"--out {args.out}: {exc.strerror or exc}")
     import gymnasium as gym
@@ -58,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    model, tokenizer = load_tiny_base(ensure_tiny_base(progress=True))
+    try:
+        path = ensure_tiny_base(progress=True)
+    except OSError as exc:  # the cache folder cannot be created or written
+        return fail("demo", exc)
+    model, tokenizer = load_tiny_base(path)
     env = gym.make("CuMa-Arith-v0", group_size=args.group_size, min_votes=min_votes)
     records = []
     for level in range(1, 6):
@@ -77,3 +84,14 @@ def run(args: argparse.Namespace) -> int:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in records))
         print(f"\nwrote {len(records)} episodes to {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agents.commands.demo ...` (the same as `cuma demo ...`)."""
+    from agents.commands import run_standalone
+
+    return run_standalone("demo", add_parser, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
