@@ -125,7 +125,8 @@ def change_column_sets(path: Path, text: str | None = None) -> list[tuple[str, l
 
 def load_command(tokens: list[str] | tuple[str, ...], workdir: Path) -> None:
     """Parse `cuma train TOKENS` like the CLI and load its config (relative `env.pool.path` files are
-    created empty under `workdir`, the current directory: a config only checks that the file exists)."""
+    created empty under `workdir`, the current directory: a config only checks that the file exists; a
+    relative `--config` is a file of the repository, as in a clone)."""
     try:
         args = build_parser().parse_args(["train", *tokens])
     except SystemExit as exc:
@@ -140,7 +141,8 @@ def load_command(tokens: list[str] | tuple[str, ...], workdir: Path) -> None:
         if key.strip() == "env.pool.path" and value and not Path(value).is_absolute():
             (workdir / value).parent.mkdir(parents=True, exist_ok=True)
             (workdir / value).touch()
-    load_config(preset=args.preset, path=args.config, overrides=args.overrides)
+    config = args.config if args.config is None or args.config.is_absolute() else REPO / args.config  # a clone's file
+    load_config(preset=args.preset, path=config, overrides=args.overrides)
 
 
 COMMANDS = [c for f in doc_files() for c in extract(f)]
