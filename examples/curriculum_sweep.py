@@ -22,8 +22,9 @@ curriculum columns are the curriculum after that step, not after each group), an
 the runs' held-out evaluations (before and after training).
 
 Logged per group (CSV `groups.csv`): schedule, batch, group, level, curriculum_level (after the update),
-agreement, masked, parse_rate, majority_count, majority, majority_correct (only when the problems carry a
-hidden answer; never shown to the schedule), reward, concentration. `summary.csv`: per schedule and level,
+expected_level (the mean level the curriculum draws from after the update), problem_id, agreement, masked,
+parse_rate, majority_count, majority, majority_correct (only when the problems carry a hidden answer; never
+shown to the schedule), reward, concentration. `summary.csv`: per schedule and level,
 groups, agreement, mask_rate, parse_rate, unanimous_rate, majority_accuracy. `sweep.png`: curriculum level
 over groups, and agreement / mask rate / majority accuracy per level for each schedule.
 
@@ -58,8 +59,9 @@ from curricula import CurriculumWrapper, make_schedule  # noqa: E402
 Policy = Callable[[Sequence[str], int], list[list[str]]]
 HELDOUT_COLUMNS = ("schedule", "step", "level", "n", "greedy", "pass1", "maj")
 DEFAULT_SCHEDULES = ("sequential", "agreement_gated", "learning_progress", "uniform", "fixed")
-CSV_COLUMNS = ("schedule", "batch", "group", "level", "curriculum_level", "expected_level", "problem_id", "agreement", "masked",
-               "parse_rate", "majority_count", "majority", "majority_correct", "reward", "concentration")
+CSV_COLUMNS = ("schedule", "batch", "group", "level", "curriculum_level", "expected_level", "problem_id",
+               "agreement", "masked", "parse_rate", "majority_count", "majority", "majority_correct", "reward",
+               "concentration")
 
 
 # --- policies --------------------------------------------------------------------------------------
