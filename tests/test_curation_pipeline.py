@@ -245,6 +245,10 @@ def test_config_validation():
         CurationConfig(out="x.jsonl", levels=(0,))
     with pytest.raises(ValueError, match="unknown topic"):
         CurationConfig(out="x.jsonl", topics=("astrology",))
+    with pytest.raises(ValueError, match=r"per_call \(--per-call\) must be >= 1, got 0"):
+        CurationConfig(out="x.jsonl", per_call=0)
+    with pytest.raises(ValueError, match=r"k_examples \(--k-examples\) must be >= 0, got -1"):
+        CurationConfig(out="x.jsonl", k_examples=-1)
     cfg = CurationConfig(out="x.jsonl", topics=("Counting & Probability", "nt"), levels=(3,))
     assert cfg.topics == ("counting_and_probability", "number_theory") and cfg.total_calls == 2
 
@@ -316,7 +320,7 @@ def _tiny_model_dir(path: Path, chat_template: bool) -> Path:
 
 def test_transformers_backend_plumbing_with_a_tiny_random_model(tmp_path, one_thread):
     """Garbage output by design: checks chat template use, sampling, seeding, truncation flag, decoding."""
-    from curricula.curation.backends import GeneratorError, SamplingParams, make_generator
+    from curricula.curation.backends import GeneratorError, GeneratorSpecError, SamplingParams, make_generator
 
     messages = [{"role": "system", "content": "You write math problems."},
                 {"role": "user", "content": "Write 2 new problems."}]
@@ -337,8 +341,12 @@ def test_transformers_backend_plumbing_with_a_tiny_random_model(tmp_path, one_th
     greedy = plain.generate(messages)
     assert greedy.text == plain.generate(messages).text and greedy.usage["completion_tokens"] <= 5
     assert templated.describe()["backend"] == "transformers" and templated.name.startswith("hf:")
+    with pytest.raises(GeneratorSpecError, match="hf model folder .*missing does not exist"):
+        make_generator(f"hf:{tmp_path / 'missing'}")  # at once, not at the first call: a path, not a hub id
     with pytest.raises(GeneratorError, match="could not load"):
-        make_generator(f"hf:{tmp_path / 'missing'}").generate(messages)
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        make_generator(f"hf:{empty}").generate(messages)  # a folder without a model
 
 
 def test_transformers_backend_through_the_pipeline(world, tmp_path, one_thread):

@@ -311,6 +311,8 @@ def make_generator(spec: str, *, params: SamplingParams = SamplingParams(), time
         from .hf_backend import TransformersGenerator  # torch is imported only when the model is loaded
 
         model_id, _, opts = rest.partition("#")
+        if model_id.startswith(("/", ".", "~")) and not Path(model_id).expanduser().exists():
+            raise GeneratorSpecError(f"hf model folder {model_id} does not exist (a hub id looks like ORG/NAME)")
         options: dict[str, str] = {}
         for item in filter(None, (o.strip() for o in opts.split(","))):
             key, eq, value = item.partition("=")

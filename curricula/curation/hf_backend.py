@@ -58,7 +58,7 @@ class TransformersGenerator:
                 self.model_id, trust_remote_code=self.trust_remote_code)
             model = self._model or AutoModelForCausalLM.from_pretrained(
                 self.model_id, dtype=dtype, trust_remote_code=self.trust_remote_code)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # a missing folder or one without a usable model or tokenizer
             raise GeneratorError(f"could not load the transformers model {self.model_id!r}: {exc}") from None
         model.to(device)
         model.eval()

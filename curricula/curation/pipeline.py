@@ -79,8 +79,11 @@ class CurationConfig:
             raise ValueError("topics must not be empty")
         object.__setattr__(self, "topics", tuple(topic_slug(t) for t in self.topics))
         object.__setattr__(self, "levels", tuple(int(lv) for lv in self.levels))
-        if self.per_call < 1 or self.k_examples < 0 or (self.calls is not None and self.calls < 0):
-            raise ValueError("need per_call >= 1, k_examples >= 0, calls >= 0")
+        for name, value, low in (("per_call", self.per_call, 1), ("k_examples", self.k_examples, 0),
+                                 ("calls", self.calls, 0)):
+            if value is not None and value < low:
+                option = "--" + name.replace("_", "-")
+                raise ValueError(f"{name} ({option}) must be >= {low}, got {value}")
 
     @property
     def pairs(self) -> list[tuple[int, str]]:
