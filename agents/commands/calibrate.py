@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         min_votes = _min_votes(args)
         bands = Bands.parse(args.bands)
         records, default_template, is_arith = _load_records(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("calibrate", exc)
     from agents.policy import BackendUnavailable
 

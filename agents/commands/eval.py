@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         model_path, state = resolve_model(args.model)
         n = args.n if args.n is not None or args.bench != "arith" else ARITH_DEFAULT_N
         problems, template = bench_problems(args.bench, n, levels=args.levels, data_dir=args.data_dir, seed=0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("eval", exc)
     from agents.policy import BackendUnavailable, build_policy
 
