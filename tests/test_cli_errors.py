@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
+from cli_helpers import assert_error, cuma
 
 NO_CUDA = "this machine has CUDA"
 
@@ -16,26 +16,6 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def cuma(capsys, *argv: str) -> tuple[int, str]:
-    """(exit status, stderr) of `cuma ARGV` run in this process."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's errors
-        rc = exc.code
-    return rc, capsys.readouterr().err
-
-
-def assert_error(result: tuple[int, str], command: str, *parts: str) -> str:
-    rc, err = result
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"cuma {command}: error: "), lines[0]
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 # --- cuma (no command, unknown command) ----------------------------------------------------------

@@ -13,29 +13,9 @@ import pytest
 
 import agents.base_cache
 import agents.base_eval
-from agents.cli import main
+from cli_helpers import assert_error, cuma
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cuma(capsys, *argv) -> tuple[int, str]:
-    """(exit status, stderr) of `cuma ARGV` run in this process."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, capsys.readouterr().err
-
-
-def assert_error(result: tuple[int, str], command: str, *parts: str) -> str:
-    rc, err = result
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"cuma {command}: error: "), lines[0]
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def _no_work(*args, **kwargs):
