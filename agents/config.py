@@ -398,7 +398,8 @@ _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "
 # key -> allowed range: ">=N", ">N", or an interval such as "(0,1]"
 RANGES: dict[str, str] = {
     "seed": ">=0", "model.num_threads": ">=1", "model.vllm_gpu_memory_utilization": "(0,1]",
-    "env.source_seed": ">=0", "rollout.group_size": ">=2", "rollout.prompts_per_step": ">=1", "rollout.temperature": ">0",
+    "env.source_seed": ">=0", "rollout.group_size": ">=2", "rollout.prompts_per_step": ">=1",
+    "rollout.temperature": ">0",
     "rollout.top_p": "(0,1]", "rollout.max_new_tokens": ">=1", "train.steps": ">=1", "train.lr": "(0,1)",
     "train.warmup_steps": ">=0", "train.min_lr_ratio": "[0,1]", "train.weight_decay": ">=0",
     "train.grad_clip": ">=0", "train.clip_epsilon": "(0,1)", "train.kl_coef": ">=0", "train.entropy_coef": ">=0",

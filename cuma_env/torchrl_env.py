@@ -253,14 +253,14 @@ class _CuMaChatEnv(ChatEnv):
     render_once = False
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
-        firsts = index = None
+        distinct = None
         if self.render_once and self.input_mode == "text" and tensordict is not None:
-            firsts, index = _first_occurrences(tensordict.get(self.data_key, None), self.batch_size)
-        if firsts is None:
+            distinct = _distinct_queries(tensordict.get(self.data_key, None), self.batch_size)
+        if distinct is None:
             return super()._reset(tensordict, **kwargs)
-        queries = tensordict.get(self.data_key).tolist()
+        queries, index = distinct
         system = [{"role": self.system_role, "content": self.system_prompt}] if self.system_prompt is not None else []
-        chats = [system + [{"role": self.user_role, "content": queries[i]}] for i in firsts]
+        chats = [system + [{"role": self.user_role, "content": query}] for query in queries]
         rendered = History.from_chats(chats).apply_chat_template(tokenizer=self.tokenizer, add_generation_prompt=True,
                                                                   **self.template_kwargs)
         rendered = [rendered] if isinstance(rendered, str) else rendered
@@ -277,21 +277,18 @@ class _CuMaChatEnv(ChatEnv):
                     del spec["history", part][field]
 
 
-def _first_occurrences(queries: Any, batch_size: torch.Size) -> tuple[list[int] | None, list[int] | None]:
-    """For a 1-D batch of string queries: the first member of each distinct query, and each member's
-    position in that list. (None, None) when the queries are anything else (chats, History payloads)."""
+def _distinct_queries(queries: Any, batch_size: torch.Size) -> tuple[list[str], list[int]] | None:
+    """For a 1-D batch of string queries: the distinct queries in order of first appearance, and each
+    member's position in that list. None when the queries are anything else (chats, History payloads)."""
     if queries is None or len(batch_size) != 1 or not hasattr(queries, "tolist"):
-        return None, None
+        return None
     values = queries.tolist()
     if not isinstance(values, list) or len(values) != batch_size[0] or not all(isinstance(v, str) for v in values):
-        return None, None
+        return None
     position: dict[str, int] = {}
-    firsts: list[int] = []
-    for i, v in enumerate(values):
-        if v not in position:
-            position[v] = len(firsts)
-            firsts.append(i)
-    return firsts, [position[v] for v in values]
+    for v in values:
+        position.setdefault(v, len(position))
+    return list(position), [position[v] for v in values]
 
 
 class _InPlaceCompose(Compose):
