@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from agents.shared_prefill import generate_with_shared_prefill
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.answers import matches_reference
 from cuma_env.problems import LEVELS
@@ -117,7 +118,7 @@ def generate_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Seq
             else:
                 kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=None,
                               num_return_sequences=samples)
-            seqs = model.generate(**enc, **kwargs)
+            seqs = generate_with_shared_prefill(model, **enc, **kwargs)
             texts = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             out.extend(texts[i * samples:(i + 1) * samples] for i in range(len(chunk)))
     finally:

@@ -10,10 +10,11 @@
 hub id. Precision: weights stay float32 (AdamW master weights); `model.dtype` bfloat16/float16 runs every
 forward under `torch.autocast` (`auto`: bfloat16 on CUDA, float32 on CPU).
 
-Backends: `transformers` (CPU or CUDA; HF `generate`) and `vllm` (GPU only, optional extra). vLLM runs
-in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`); weights reach it through TorchRL's `vLLMUpdaterV2` over an
-engine whose `update_weights` loads them into the in-process model (TorchRL's `LocalLLMWrapper` makes that a
-no-op). The vLLM path is not exercised by CI (no CPU wheel exists).
+Backends: `transformers` (CPU or CUDA; HF `generate`, each repeated prompt prefilled once:
+agents.shared_prefill) and `vllm` (GPU only, optional extra). vLLM runs in-process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`); weights reach it through TorchRL's `vLLMUpdaterV2` over an engine whose
+`update_weights` loads them into the in-process model (TorchRL's `LocalLLMWrapper` makes that a no-op). Its
+prefix cache shares a group's prompt. The vLLM path is not exercised by CI (no CPU wheel exists).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import torch
 
 from agents.config import TINY_MODEL, ModelConfig, RolloutConfig, is_hub_id
+from agents.shared_prefill import share_prompt_prefill
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -177,6 +179,8 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
     if device.type == "cpu":
         torch.set_num_threads(model_config.num_threads)
     model, tokenizer = load_model(model_config.path, device)
+    if model_config.backend != "vllm":  # vLLM shares prompts through its own prefix cache
+        share_prompt_prefill(model)
     scorer = TransformersWrapper(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
                                  return_log_probs=True, pad_output=True, device=device)
     policy = Policy(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend=model_config.backend,

@@ -17,8 +17,9 @@ timed steps (the first round is a warm-up and is not counted).
   (skipped with a message when `trl` does not import).
 - `minimal`: a plain PyTorch GRPO loop (HF `generate`, group-normalised advantages, one forward with grad
   over all 128 sequences, ratio-1 on-policy loss, backward, AdamW), timed by phase.
-- `ours`: `agents.rollout.Rollout.collect()` + `agents.learner.Learner.step()` (TorchRL collector, group
-  vote on the replay-buffer write path, GRPOLoss), timed as collect + learn. Three configs: `ours-ttrl`
+- `ours`: `agents.rollout.Rollout.collect()` + `agents.learner.Learner.step()` (TorchRL collector, HF
+  `generate` with each distinct prompt prefilled once (`agents.shared_prefill`), group vote on the
+  replay-buffer write path, GRPOLoss), timed as collect + learn. Three configs: `ours-ttrl`
   (preset tiny-ttrl: the same majority reward, no mask, levels uniform: the same work as the others),
   `ours-default` (the default preset tiny-cuma-gated: groups under its 6-of-8 mask and zero-advantage
   groups never enter forward/backward; probes included when they fire) and `ours-default-uniform` (the

@@ -106,6 +106,8 @@ def make_generate(model, tokenizer, device, dtype, *, temperature: float, top_p:
 
     import torch
 
+    from agents.shared_prefill import generate_with_shared_prefill
+
     def render(prompts):
         if chat_template and getattr(tokenizer, "chat_template", None):
             from agents.policy import render_prompts
@@ -124,9 +126,10 @@ def make_generate(model, tokenizer, device, dtype, *, temperature: float, top_p:
             enc = tokenizer(chunk, padding=True, padding_side="left", return_tensors="pt",
                             add_special_tokens=False).to(device)
             with torch.no_grad(), autocast:
-                seqs = model.generate(**enc, do_sample=True, temperature=float(temperature), top_p=float(top_p),
-                                      top_k=None, num_return_sequences=n, max_new_tokens=max_new_tokens,
-                                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                seqs = generate_with_shared_prefill(  # the n samples of a prompt share its prefill
+                    model, **enc, do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=None,
+                    num_return_sequences=n, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id)
             decoded = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             out.extend(decoded[i * n:(i + 1) * n] for i in range(len(chunk)))
         return out
