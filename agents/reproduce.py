@@ -324,7 +324,7 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = METHOD_ORDER, see
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _quiet_transformers()
     started = time.perf_counter()
-    _ensure_base(budget)
+    base = _ensure_base(budget)
     tasks = [(m, s) for s in seeds for m in methods]
     records: list[RunRecord] = []
     if jobs <= 1:
@@ -345,19 +345,23 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = METHOD_ORDER, see
                 log(f"{m} seed {s}: mean greedy {records[-1].mean_acc:.3f}, {records[-1].wall_s:.0f} s")
     results = aggregate(records)
     info = {"methods": {m: asdict(METHODS[m]) for m in methods}, "seeds": list(seeds), "budget": asdict(budget),
-            "jobs": jobs, "total_wall_s": round(time.perf_counter() - started, 1),
+            "jobs": jobs, "total_wall_s": round(time.perf_counter() - started, 1), "base": base,
             "nocurated_pool_size": NOCURATED_POOL_SIZE, "records": [asdict(r) for r in records]}
     write_outputs(out, results, records, info)
     return results
 
 
-def _ensure_base(budget: Budget) -> None:
-    """Build the tiny base once, before any arm (parallel workers would otherwise wait on its lock)."""
-    config = method_config("base", 0, budget)
-    if config.model.path == "tiny":
-        from agents.base_cache import ensure_tiny_base
+def _ensure_base(budget: Budget) -> dict[str, Any]:
+    """Build the tiny base once, before any arm (parallel workers would otherwise wait on its lock). Returns
+    which base the arms start from: its path, and for the tiny base its weights' sha256, because the same
+    config builds other weights on a CPU with other float kernels (docs/label-free-tiny-world.md)."""
+    from agents.base_cache import ensure_tiny_base, is_built, read_metadata
 
-        ensure_tiny_base(progress=True)
+    path = method_config("base", 0, budget).model.path
+    built = ensure_tiny_base(progress=True) if path == "tiny" else Path(path).expanduser()
+    if not is_built(built):  # a hub id or another model: no build metadata
+        return {"path": path}
+    return {"path": path, "weights_sha256": read_metadata(built).get("weights_sha256")}
 
 
 def _quiet_transformers() -> None:

@@ -86,6 +86,11 @@ def format_table(results: Mapping[str, Mapping[str, Any]], info: Mapping[str, An
         out.append(f"Seeds {info.get('seeds')}; {b.get('steps')} optimizer steps per arm (same batch, same base); "
                    f"held-out evaluation every {b.get('eval_every') or 'start/end'} steps; total wall time "
                    f"{info.get('total_wall_s', 0):.0f} s.")
+        base = info.get("base") or {}
+        if base.get("weights_sha256"):
+            out.append(f"Base: `{base.get('path')}`, a tiny base with weights sha256 `{base['weights_sha256'][:16]}` "
+                       "(the same config builds other weights on a CPU with other float kernels: compare this "
+                       "before comparing numbers).")
         out.append("")
     out += lines
     out += ["", "Per level: final greedy pass@1 (peak over the evaluations). `mean final` = final greedy pass@1 "

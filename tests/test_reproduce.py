@@ -12,6 +12,7 @@ import pytest
 
 from agents.reproduce import (METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE, Budget, RunRecord, _split_evenly,
                               method_config, quick_budget)
+from agents.base_cache import read_metadata
 from agents.reproduce_report import aggregate, format_table, goal_checks
 
 SMALL = ("rollout.prompts_per_step=4", "eval.n_per_level=8", "eval.samples=2")
@@ -111,6 +112,8 @@ def test_a_tiny_reproduce_writes_results_table_and_png(small_reproduce):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     info = json.loads((out / "run_info.json").read_text())
     assert info["budget"]["steps"] == 3 and len(info["records"]) == 3
+    sha = read_metadata(info["base"]["path"])["weights_sha256"]  # which base: its build depends on the CPU
+    assert info["base"]["weights_sha256"] == sha and f"weights sha256 `{sha[:16]}`" in table
     run = out / "runs" / "cuma_nocurated-s0"
     assert "arith-math-skewed" in (run / "pool.txt").read_text()
     assert "held-out before" in (run / "train.log").read_text()
