@@ -92,10 +92,14 @@ def _settings(model: Any, generation_config: Any, kwargs: dict[str, Any]):
 
 
 def _eligible(model: Any, input_ids: Any, setting: Any, kwargs: dict[str, Any]) -> bool:
-    """Only the plain case: a decoder-only model, a 2-D batch of ids (+ its mask) and no other model input,
-    a dynamic cache, no beams, and `num_return_sequences > 1` only when sampling (HF rejects it otherwise)."""
+    """Only the plain case: a decoder-only model that HF gives a `DynamicCache`, a 2-D batch of ids (+ its
+    mask) and no other model input, no static cache, no beams, and `num_return_sequences > 1` only when
+    sampling (HF rejects it otherwise)."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
+        return False
+    dynamic = getattr(model, "_supports_default_dynamic_cache", None)  # False for models with their own cache
+    if dynamic is not None and not dynamic():
         return False
     if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] < 2:
         return False

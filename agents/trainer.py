@@ -82,7 +82,8 @@ class Trainer:
         config = saved.replace(overrides) if overrides else saved
         bad = [k for k in diff_keys(saved, config) if k not in RESUMABLE_KEYS]
         if bad:
-            raise ConfigError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(sorted(RESUMABLE_KEYS))})")
+            allowed = ", ".join(sorted(RESUMABLE_KEYS))
+            raise ConfigError(f"cannot change {', '.join(bad)} when resuming (only {allowed})")
         found = list_checkpoints(run_dir)
         if not found:
             raise ConfigError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
