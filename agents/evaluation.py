@@ -79,6 +79,23 @@ def is_correct(answer: str | None, reference: str | None) -> bool:
     return matches_reference(answer, reference)
 
 
+def context_overflow(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str,
+                     max_new_tokens: int) -> tuple[int, int, int] | None:
+    """(prompts whose tokens plus `max_new_tokens` exceed the model's positions, prompts, positions), or None
+    when the model declares no limit. E.g. the tiny base (128 positions) on GSM8K: its answers there are not
+    meaningful, and the user should hear it from us rather than from a transformers warning."""
+    from agents.policy import render_prompts
+    from cuma_env.prompting import format_prompt
+
+    limit = getattr(getattr(policy.model, "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return None
+    items = [p for level in problems.values() for p in level]
+    prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
+    lengths = [len(ids) for ids in policy.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    return sum(n + max_new_tokens > limit for n in lengths), len(lengths), limit
+
+
 def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str, *, samples: int = 4,
              temperature: float = 0.6, max_new_tokens: int = 16, batch_size: int = 512, seed: int = 0,
              top_p: float = 1.0) -> dict[str, Any]:

@@ -122,3 +122,16 @@ def test_eval_command_reads_a_run_directory(tiny_base_dir, tmp_path):
                               "--levels", "1", "--out", str(tmp_path / "e")]) == 0
     assert eval_command.main(["--model", str(run), "--bench", "math500", "--data-dir", str(tmp_path / "none"),
                               "--out", str(tmp_path)]) == 2
+
+
+def test_eval_says_when_prompts_do_not_fit_the_model(tiny_base_dir, tmp_path, capsys, data_dir):
+    """GSM8K prompts are longer than the tiny base's 128 positions: the command still evaluates, and says so
+    in one line; arith prompts fit, so no note there."""
+    args = ["--model", str(tiny_base_dir), "--samples", "1", "--max-new-tokens", "4", "--out", str(tmp_path),
+            "--data-dir", str(data_dir)]
+    assert eval_command.main(["--bench", "gsm8k", "--n", "3", *args]) == 0
+    err = capsys.readouterr().err
+    assert "cuma eval: note: 3 of 3 prompts plus --max-new-tokens 4 exceed the model's 128 positions" in err
+    assert json.loads((tmp_path / "eval-gsm8k.json").read_text())["levels"]["all"]["n"] == 3
+    assert eval_command.main(["--bench", "arith", "--n", "2", "--levels", "5", *args]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -94,7 +94,7 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
     from agents.config import ModelConfig, RolloutConfig
-    from agents.evaluation import bench_problems, evaluate, format_table
+    from agents.evaluation import bench_problems, context_overflow, evaluate, format_table
 
     try:
         _check(args)
@@ -119,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return fail("eval", f"--out {args.out}: {exc.strerror or exc}")
+    overflow = context_overflow(policy, problems, template, max_new)
+    if overflow and overflow[0]:
+        over, total, limit = overflow
+        print(f"cuma eval: note: {over} of {total} prompts plus --max-new-tokens {max_new} exceed the model's {limit} "
+              "positions; its answers there say little (the embedded tiny base is made for --bench arith)",
+              file=sys.stderr)
     result = evaluate(policy, problems, template, samples=args.samples, temperature=args.temperature,
                       max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p)
     print(format_table(result, f"{args.model} on {args.bench}:"))
