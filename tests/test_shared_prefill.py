@@ -32,9 +32,10 @@ def model_and_batch(tiny_base_dir):
 def generate_both(model, batch, **kwargs):
     """(HF's own generate, the shared-prefill generate) from the same seed."""
     out = []
-    for generate in (type(model).generate, shared_prefill.generate_with_shared_prefill):
-        torch.manual_seed(0)
-        out.append(generate(model, **batch, return_dict_in_generate=True, output_logits=True, **kwargs))
+    with torch.random.fork_rng():  # later tests see the global RNG as this one found it
+        for generate in (type(model).generate, shared_prefill.generate_with_shared_prefill):
+            torch.manual_seed(0)
+            out.append(generate(model, **batch, return_dict_in_generate=True, output_logits=True, **kwargs))
     return out
 
 
@@ -114,9 +115,10 @@ def test_a_deep_copy_generates_with_its_own_weights(model_and_batch):
     shared_prefill.share_prompt_prefill(original)
     clone = copy.deepcopy(original)  # as Policy.make_reference copies the trained model
     assert clone.generate.__self__ is clone
+    noise = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in clone.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+            p.add_(0.05 * torch.randn(p.shape, generator=noise))
     kwargs = dict(**batch, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert torch.equal(clone.generate(**kwargs), type(clone).generate(clone, **kwargs))
     assert not torch.equal(clone.generate(**kwargs), original.generate(**kwargs))
@@ -130,12 +132,13 @@ def test_policy_samples_match_hfs_num_return_sequences(tiny_base_dir):
     assert model.generate.__func__ is shared_prefill.generate_with_shared_prefill
     source = ArithmeticSource(split="test")
     prompts = render_prompts(tokenizer, [format_prompt(source.get(2, i), "compact") for i in range(5)])
-    torch.manual_seed(3)
-    texts = policy.generate_texts(prompts, samples=GROUP, temperature=0.6, max_new_tokens=8)
-    torch.manual_seed(3)
     encoded = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
-    seqs = type(model).generate(model, **encoded, do_sample=True, temperature=0.6, top_k=None, top_p=1.0,
-                                num_return_sequences=GROUP, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id,
-                                eos_token_id=tokenizer.eos_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        texts = policy.generate_texts(prompts, samples=GROUP, temperature=0.6, max_new_tokens=8)
+        torch.manual_seed(3)
+        seqs = type(model).generate(model, **encoded, do_sample=True, temperature=0.6, top_k=None, top_p=1.0,
+                                    num_return_sequences=GROUP, max_new_tokens=8,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     expected = tokenizer.batch_decode(seqs[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
     assert texts == [expected[i * GROUP:(i + 1) * GROUP] for i in range(len(prompts))]
