@@ -181,6 +181,7 @@ def test_cuma_base_command_prints_and_writes_the_profile(tiny_base_dir, tmp_path
     assert "maj@4 - greedy: L1 " in printed and "majority labels beat greedy on" in printed
     data = json.loads((tmp_path / "out" / "base_profile.json").read_text())
     assert data["base_path"] == str(tiny_base_dir)
+    assert f"weights sha256 {data['base']['weights_sha256'][:16]}" in printed  # which build, across CPUs
     assert [s["level"] for s in data["profile"]["levels"]] == [1, 2, 3, 4, 5]
     assert data["profile"]["samples"] == 4 and all(s["n"] == 10 for s in data["profile"]["levels"])
 

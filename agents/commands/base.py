@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {count_parameters(model):,} parameters, seed {config.seed}, {config.steps} warm-up steps, "
           f"trained in {meta['train_seconds']:.0f} s (ready in {ready:.1f} s this time), "
           f"final loss {meta['final_loss']:.3f}")
+    # the same config builds other weights on CPUs with other float kernels: this names the build
+    print(f"  weights sha256 {meta.get('weights_sha256', '?')[:16]} (compare before comparing published numbers)")
     print(f"  held-out split '{report.split}', up to {report.n_per_level} problems per level, "
           f"{report.samples} samples at T={report.temperature:g}; evaluated in {report.seconds:.1f} s")
     print(report.format_table())
