@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if overflow and overflow[0]:
         over, total, limit = overflow
         print(f"cuma eval: note: {over} of {total} prompts plus --max-new-tokens {max_new} exceed the model's {limit} "
-              "positions; its answers there say little (the embedded tiny base is made for --bench arith)",
-              file=sys.stderr)
+              "positions; its answers there say little (evaluate small-context models such as the embedded tiny "
+              "base on --bench arith)", file=sys.stderr)
     result = evaluate(policy, problems, template, samples=args.samples, temperature=args.temperature,
                       max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p)
     print(format_table(result, f"{args.model} on {args.bench}:"))
