@@ -1,12 +1,17 @@
 """The tiny base on disk: built on first use, cached per config, safe under concurrent callers.
 
     from agents.base_cache import ensure_tiny_base
-    path = ensure_tiny_base()                     # trains once (a few minutes on one core), then instant
+    path = ensure_tiny_base()                     # installs the published weights (or trains), then instant
     model = AutoModelForCausalLM.from_pretrained(path); tokenizer = AutoTokenizer.from_pretrained(path)
 
 Layout: `<cache>/tiny-base/cuma-tiny-base-<key>/` with the model and tokenizer (`save_pretrained`) and
-`cuma_base.json` (config, key, weights hash, build time, loss curve summary). `<cache>` is the argument,
-else `$CUMA_CACHE_DIR`, else `~/.cache/cuma`. `<key>` hashes the config, the tokenizer and a code version.
+`cuma_base.json` (config, key, weights hash, build time, loss curve summary, and `source`: "published" or
+"trained"). `<cache>` is the argument, else `$CUMA_CACHE_DIR`, else `~/.cache/cuma`. `<key>` hashes the
+config, the tokenizer and a code version.
+
+A config with published weights (the default, `agents.published_base`) is installed from them, the same
+base on every machine; any other config is trained here, as is the default with `train=True`. An entry
+of the default left by an earlier version (trained here, no `source`) is replaced by the published one.
 
 An entry is built in a temporary sibling directory and renamed into place when complete (`cuma_base.json`
 is written last), under a file lock per entry: a second process waits for the first and reuses its result;
@@ -63,29 +68,31 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def ensure_tiny_base(config: TinyBaseConfig | None = None, *, cache_dir: str | Path | None = None,
-                     progress: bool = True, rebuild: bool = False) -> Path:
+                     progress: bool = True, rebuild: bool = False, train: bool = False) -> Path:
     """The directory of the tiny base for `config` (default `TinyBaseConfig()`), building it if needed.
 
-    `rebuild=True` trains again and replaces the entry (callers that already loaded it keep their copy).
+    `rebuild=True` builds again and replaces the entry (callers that already loaded it keep their copy);
+    `train=True` trains on this machine even where published weights exist (with `rebuild`, or when the
+    entry is missing).
     """
     config = config or TinyBaseConfig()
     if not isinstance(config, TinyBaseConfig):
         raise TypeError(f"config must be a TinyBaseConfig, got {type(config).__name__}")
     target = base_path(config, cache_dir)
-    if is_built(target) and not rebuild:
+    if _reusable(target, config) and not rebuild:
         return target
     _make_cache_dir(target.parent, cache_dir)
     if any(word in str(target).lower() for word in _TEMPLATE_FAMILY_WORDS):
         warnings.warn(f"the tiny base path {target} names a model family; TorchRL picks chat templates by "
                       "this name (set CUMA_CACHE_DIR to a path without it)", stacklevel=2)
     with FileLock(str(target) + ".lock"):
-        if is_built(target) and not rebuild:
+        if _reusable(target, config) and not rebuild:
             return target  # another process built it while we waited
         for stale in target.parent.glob(f".building-{target.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".building-{target.name}-", dir=target.parent))
         try:
-            _build_into(staging, config, progress)
+            _build_into(staging, config, progress, train)
             if target.exists():
                 retired = Path(tempfile.mkdtemp(prefix=f".retired-{target.name}-", dir=target.parent))
                 os.replace(target, retired / "old")
@@ -95,6 +102,15 @@ def ensure_tiny_base(config: TinyBaseConfig | None = None, *, cache_dir: str | P
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return target
+
+
+def _reusable(target: Path, config: TinyBaseConfig) -> bool:
+    """Built, and not a pre-publication local build of a config that now has published weights."""
+    from agents.published_base import published_weights
+
+    if not is_built(target):
+        return False
+    return "source" in read_metadata(target) or published_weights(config) is None
 
 
 def _make_cache_dir(folder: Path, cache_dir: str | Path | None) -> None:
@@ -116,14 +132,19 @@ def load_cached_base(config: TinyBaseConfig | None = None, *, cache_dir: str | P
     return load_tiny_base(ensure_tiny_base(config, cache_dir=cache_dir, progress=progress))
 
 
-def _build_into(directory: Path, config: TinyBaseConfig, progress: bool) -> None:
+def _build_into(directory: Path, config: TinyBaseConfig, progress: bool, train: bool = False) -> None:
     import torch
     import transformers
 
     from agents.base_training import train_tiny_base
+    from agents.published_base import install_published, published_weights
     from agents.tiny_model import count_parameters, weights_hash
     from agents.tokenizer import save_char_tokenizer
 
+    if not train and published_weights(config) is not None:
+        metadata = install_published(config, directory)
+        (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        return
     started = time.time()
     result = train_tiny_base(config, progress=progress)
     result.model.save_pretrained(directory)
@@ -134,6 +155,7 @@ def _build_into(directory: Path, config: TinyBaseConfig, progress: bool) -> None
         "key": config.key(),
         "config": config.to_dict(),
         "code_version": CODE_VERSION,
+        "source": "trained",
         "weights_sha256": weights_hash(result.model),
         "parameters": count_parameters(result.model),
         "train_seconds": round(result.seconds, 2),

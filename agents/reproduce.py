@@ -353,15 +353,16 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = METHOD_ORDER, see
 
 def _ensure_base(budget: Budget) -> dict[str, Any]:
     """Build the tiny base once, before any arm (parallel workers would otherwise wait on its lock). Returns
-    which base the arms start from: its path, and for the tiny base its weights' sha256, because the same
-    config builds other weights on a CPU with other float kernels (docs/label-free-tiny-world.md)."""
+    which base the arms start from: its path, and for the tiny base its weights' sha256 and whether they are
+    the published ones (a local build of the same config on another CPU is another base)."""
     from agents.base_cache import ensure_tiny_base, is_built, read_metadata
 
     path = method_config("base", 0, budget).model.path
     built = ensure_tiny_base(progress=True) if path == "tiny" else Path(path).expanduser()
     if not is_built(built):  # a hub id or another model: no build metadata
         return {"path": path}
-    return {"path": path, "weights_sha256": read_metadata(built).get("weights_sha256")}
+    meta = read_metadata(built)
+    return {"path": path, "weights_sha256": meta.get("weights_sha256"), "source": meta.get("source", "trained")}
 
 
 def _quiet_transformers() -> None:

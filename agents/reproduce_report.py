@@ -88,9 +88,11 @@ def format_table(results: Mapping[str, Mapping[str, Any]], info: Mapping[str, An
                    f"{info.get('total_wall_s', 0):.0f} s.")
         base = info.get("base") or {}
         if base.get("weights_sha256"):
+            what = ("the published weights, the same on every machine" if base.get("source") == "published" else
+                    "trained on this machine: the same config trains into other weights on a CPU with other float "
+                    "kernels, so compare this hash before comparing numbers")
             out.append(f"Base: `{base.get('path')}`, a tiny base with weights sha256 `{base['weights_sha256'][:16]}` "
-                       "(the same config builds other weights on a CPU with other float kernels: compare this "
-                       "before comparing numbers).")
+                       f"({what}).")
         out.append("")
     out += lines
     out += ["", "Per level: final greedy pass@1 (peak over the evaluations). `mean final` = final greedy pass@1 "

@@ -2,7 +2,11 @@
 
     cuma base                       # default base (seed 0), 200 held-out problems per level
     cuma base --seed 1 --out runs/base-s1 --n-per-level 100
-    cuma base --rebuild             # train again and replace the cache entry
+    cuma base --rebuild             # build again and replace the cache entry
+    cuma base --train               # train the default base on this machine instead of installing it
+
+The default base is installed from the weights published with the package (the same base on every
+machine: a rebuild on another CPU gives other weights); other seeds or steps are trained here.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out order and sampling")
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache root (default $CUMA_CACHE_DIR or ~/.cache/cuma)")
-    parser.add_argument("--rebuild", action="store_true", help="train again even if the base is cached")
+    parser.add_argument("--rebuild", action="store_true", help="build again even if the base is cached")
+    parser.add_argument("--train", action="store_true",
+                        help="train the base on this machine, even where published weights exist (replaces the "
+                             "cache entry; another CPU's float kernels give other weights)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while training")
     return parser
 
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         path = ensure_tiny_base(config, cache_dir=args.cache_dir, progress=not args.no_progress,
-                                rebuild=args.rebuild)
+                                rebuild=args.rebuild or args.train, train=args.train)
     except OSError as exc:  # the cache folder cannot be created or written
         if made_out:
             with contextlib.suppress(OSError):
@@ -74,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_base(model, tokenizer, n_per_level=args.n_per_level, temperature=args.temperature,
                            samples=args.samples, seed=args.eval_seed)
     print(f"tiny base: {path}")
+    where = (f"published weights, trained on {meta.get('trained_on')}" if meta.get("source") == "published"
+             else "trained on this machine")
     print(f"  {count_parameters(model):,} parameters, seed {config.seed}, {config.steps} warm-up steps, "
-          f"trained in {meta['train_seconds']:.0f} s (ready in {ready:.1f} s this time), "
+          f"{where} in {meta['train_seconds']:.0f} s (ready in {ready:.1f} s this time), "
           f"final loss {meta['final_loss']:.3f}")
-    # the same config builds other weights on CPUs with other float kernels: this names the build
-    print(f"  weights sha256 {meta.get('weights_sha256', '?')[:16]} (compare before comparing published numbers)")
+    print(f"  weights sha256 {meta.get('weights_sha256', '?')[:16]} ({base_identity(meta)})")
     print(f"  held-out split '{report.split}', up to {report.n_per_level} problems per level, "
           f"{report.samples} samples at T={report.temperature:g}; evaluated in {report.seconds:.1f} s")
     print(report.format_table())
@@ -88,6 +96,20 @@ def run(args: argparse.Namespace) -> int:
         out_file.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out_file}")
     return 0
+
+
+def base_identity(meta: dict) -> str:
+    """Whether a base's numbers can be compared with the published ones (a local build of the default
+    config on another CPU is another base)."""
+    from agents.published_base import PUBLISHED
+
+    record = PUBLISHED.get(meta.get("key", ""))
+    if record is None:
+        return "no published weights for this config: compare this hash before comparing numbers"
+    if meta.get("weights_sha256") == record["weights_sha256"]:
+        return "the published base: the README's numbers are for these weights"
+    return (f"NOT the published base {record['weights_sha256'][:16]}: numbers will differ from the README's; "
+            "`cuma base --rebuild` installs the published one")
 
 
 def main(argv: list[str] | None = None) -> int:
