@@ -83,9 +83,14 @@ def format_table(results: Mapping[str, Mapping[str, Any]], info: Mapping[str, An
     out = ["# `cuma reproduce`: held-out accuracy on the procedural arith test split", ""]
     if info:
         b = info.get("budget", {})
+        total = info.get("total_wall_s", 0)
+        arms = sum(r.get("wall_s", 0) for r in info.get("records", []))
+        # arms reused from an earlier invocation took their time then: say so rather than report a re-render's
+        reused = (f" for this invocation, which reused finished arms (theirs add up to {arms:.0f} s)"
+                  if arms > total else "")
         out.append(f"Seeds {info.get('seeds')}; {b.get('steps')} optimizer steps per arm (same batch, same base); "
                    f"held-out evaluation every {b.get('eval_every') or 'start/end'} steps; total wall time "
-                   f"{info.get('total_wall_s', 0):.0f} s.")
+                   f"{total:.0f} s{reused}.")
         base = info.get("base") or {}
         if base.get("weights_sha256"):
             what = ("the published weights, the same on every machine" if base.get("source") == "published" else

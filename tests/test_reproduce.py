@@ -114,6 +114,7 @@ def test_a_tiny_reproduce_writes_results_table_and_png(small_reproduce):
     assert info["budget"]["steps"] == 3 and len(info["records"]) == 3
     sha = read_metadata(info["base"]["path"])["weights_sha256"]  # which base: its build depends on the CPU
     assert info["base"]["weights_sha256"] == sha and f"weights sha256 `{sha[:16]}`" in table
+    assert info["base"]["source"] == "published" and "(the published weights, the same on every machine)" in table
     run = out / "runs" / "cuma_nocurated-s0"
     assert "arith-math-skewed" in (run / "pool.txt").read_text()
     assert "held-out before" in (run / "train.log").read_text()
@@ -132,6 +133,19 @@ def test_a_second_call_reuses_finished_arms(small_reproduce):
     again = reproduce(out, methods=["ttrl"], seeds=[0], budget=budget, log=lambda _: None)
     assert again["ttrl"]["mean_acc"] == results["ttrl"]["mean_acc"]
     assert (out / "runs" / "ttrl-s0" / "summary.json").stat().st_mtime == mtime
+
+
+def test_the_header_says_when_the_arms_were_reused_from_an_earlier_invocation():
+    from agents.reproduce_report import format_table
+
+    results = {"base": {"mean_acc": 0.4, "per_level": [0.4] * 5, "peak_per_level": [0.4] * 5, "peak_mean_acc": 0.4,
+                        "pass1_t06": 0.3, "collapse": 0.05, "wall_s": 3.0, "labels": None, "n_seeds": 1}}
+    info = {"seeds": [0], "budget": {"steps": 80, "eval_every": 40}, "total_wall_s": 8.0,
+            "records": [{"wall_s": 3.0}, {"wall_s": 160.0}]}
+    assert "total wall time 8 s for this invocation, which reused finished arms (theirs add up to 163 s)." \
+        in format_table(results, info)
+    info = {**info, "total_wall_s": 170.0}
+    assert "total wall time 170 s." in format_table(results, info)
 
 
 def test_the_command_rejects_bad_arguments_before_training(tmp_path, capsys):
