@@ -1,4 +1,4 @@
-"""The tiny base on disk: built on first use, cached per config, safe under concurrent callers.
+"""The tiny base on disk: installed (or trained) on first use, cached per config, safe under concurrent callers.
 
     from agents.base_cache import ensure_tiny_base
     path = ensure_tiny_base()                     # installs the published weights (or trains), then instant

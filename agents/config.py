@@ -30,7 +30,7 @@ import yaml
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "tiny-cuma-gated"
-TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (built and cached on first use)
+TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (installed and cached on first use)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 

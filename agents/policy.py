@@ -6,7 +6,7 @@
     policy.generate_texts(prompts, samples=8, temperature=0.6, max_new_tokens=8)   # eval / probes, plain batched
     policy.sync_weights() # after an optimizer step (vLLM: push the new weights into the engine; HF: nothing)
 
-`model.path` is `tiny` (the embedded tiny base, built and cached on first use), a local HF directory or a
+`model.path` is `tiny` (the embedded tiny base, installed and cached on first use), a local HF directory or a
 hub id. Precision: weights stay float32 (AdamW master weights); `model.dtype` bfloat16/float16 runs every
 forward under `torch.autocast` (`auto`: bfloat16 on CUDA, float32 on CPU).
 
@@ -69,7 +69,7 @@ def model_source(path: str) -> str:
     if path == TINY_MODEL:
         from agents.base_cache import ensure_tiny_base
 
-        return str(ensure_tiny_base(progress=True))  # a bar only on first use (built once, then cached)
+        return str(ensure_tiny_base(progress=True))  # a bar only when a base is trained (then cached)
     return path if is_hub_id(path) else str(Path(path).expanduser())
 
 

@@ -68,8 +68,8 @@ def install_published(config: TinyBaseConfig, directory: Path) -> dict[str, Any]
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"lm_head.weight"}  # tied to the input embeddings: save_pretrained leaves it out
     if unexpected or set(missing) - tied:
-        raise ValueError(f"{source}: the weights do not fit the tiny base config (missing {sorted(set(missing) - tied)}, "
-                         f"unexpected {sorted(unexpected)})")
+        raise ValueError(f"{source}: the weights do not fit the tiny base config "
+                         f"(missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
     model.eval()
     digest = weights_hash(model)
     if digest != record["weights_sha256"]:

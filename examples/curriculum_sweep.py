@@ -128,7 +128,7 @@ class SimulatedPolicy:
 
 
 def load_policy(kind: str, *, temperature: float = 0.6, seed: int = 0, max_new_tokens: int = 10) -> Policy:
-    """`tiny-base` (the embedded weak base, built and cached on first use), `random` (random tiny weights),
+    """`tiny-base` (the embedded weak base, installed and cached on first use), `random` (random tiny weights),
     or `simulated` (no torch)."""
     if kind == "simulated":
         return SimulatedPolicy(seed)
@@ -144,7 +144,7 @@ def load_policy(kind: str, *, temperature: float = 0.6, seed: int = 0, max_new_t
 
         from agents.base_cache import ensure_tiny_base
 
-        path = ensure_tiny_base(progress=sys.stderr.isatty())  # first use trains it (~1-3 min)
+        path = ensure_tiny_base(progress=sys.stderr.isatty())  # first use installs the published weights
         model, tokenizer = AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
     else:
         raise ValueError(f"unknown policy {kind!r}; choose tiny-base, random or simulated")
