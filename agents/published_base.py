@@ -1,8 +1,8 @@
 """The published weights of the default tiny base: the same base on every machine.
 
 Why: the base's 700 warm-up steps at lr 1e-3 are chaotic. The last-bit differences between CPUs' float
-kernels grow into other weights and another profile (measured: four machines or kernel settings, four bases,
-mean greedy 0.38-0.45), and neither float64 training nor pinning MKL/ATen/oneDNN to one instruction set
+kernels grow into other weights and another profile (measured: six builds on three machines and three kernel
+settings, six sets of weights, mean greedy 0.380-0.454 where profiled), and neither float64 training nor pinning MKL/ATen/oneDNN to one instruction set
 makes two machine types agree (docs/label-free-tiny-world.md, "The numbers above depend on the base
 build"). The RL runs on top of a fixed base are not chaotic in that way: a `cuma train` run of the default
 preset gave the same per-step rewards and held-out metrics under the native and the portable kernels. So
