@@ -1,13 +1,13 @@
 """The published weights of the default tiny base: the same base on every machine.
 
 Why: the base's 700 warm-up steps at lr 1e-3 are chaotic. The last-bit differences between CPUs' float
-kernels grow into other weights and another profile (measured: six builds on three machines and three kernel
-settings, six sets of weights, mean greedy 0.380-0.454 where profiled), and neither float64 training nor pinning MKL/ATen/oneDNN to one instruction set
-makes two machine types agree (docs/label-free-tiny-world.md, "The numbers above depend on the base
-build"). The RL runs on top of a fixed base are not chaotic in that way: a `cuma train` run of the default
-preset gave the same per-step rewards and held-out metrics under the native and the portable kernels. So
-shipping the default base's weights (2 MB) makes every published number reproducible, where rebuilding
-it cannot.
+kernels grow into other weights and another profile (measured: six builds on three machines and three
+kernel settings, six sets of weights, mean greedy 0.380-0.454 where profiled), and neither float64 training
+nor pinning MKL/ATen/oneDNN to one instruction set makes two machine types agree
+(docs/label-free-tiny-world.md, "The numbers above depend on the base build"). The RL runs on top of a
+fixed base are not chaotic in that way: `cuma reproduce --quick` under the native and the portable kernels
+gave the same results for 8 of 9 arms (Intuitor's float reward moved it by 1e-4). So shipping the default
+base's weights (2 MB) makes every published number reproducible, where rebuilding it cannot.
 
 `agents/published_base/<key>.safetensors` holds the weights of the base with cache key `<key>`;
 `PUBLISHED` records where each was trained and its sha256 (checked on install). `install_published`
@@ -73,8 +73,9 @@ def install_published(config: TinyBaseConfig, directory: Path) -> dict[str, Any]
     model.eval()
     digest = weights_hash(model)
     if digest != record["weights_sha256"]:
-        raise ValueError(f"{source}: weights sha256 {digest[:16]} is not the published {record['weights_sha256'][:16]} "
-                         "(the file is damaged or was replaced; reinstall the package)")
+        raise ValueError(f"{source}: weights sha256 {digest[:16]} is not the published "
+                         f"{record['weights_sha256'][:16]} (the file is damaged or was replaced; "
+                         "reinstall the package)")
     model.save_pretrained(directory)
     save_char_tokenizer(tokenizer, directory)
     return {
