@@ -5,8 +5,9 @@ kernels grow into other weights and another profile (measured: six builds on thr
 kernel settings, six sets of weights, mean greedy 0.380-0.454 where profiled), and neither float64 training
 nor pinning MKL/ATen/oneDNN to one instruction set makes two machine types agree
 (docs/label-free-tiny-world.md, "The numbers above depend on the base build"). The RL runs on top of a
-fixed base are not chaotic in that way: `cuma reproduce --quick` under the native and the portable kernels
-gave the same results for 8 of 9 arms (Intuitor's float reward moved it by 1e-4). So shipping the default
+fixed base are not chaotic in that way: `cuma reproduce` (quick, and full with 3 seeds) under the native
+and the portable kernels gave the same results for every arm but Intuitor, whose reward is a float computed
+from logits (0.260 against 0.267 in the full run). So shipping the default
 base's weights (2 MB) makes every published number reproducible, where rebuilding it cannot.
 
 `agents/published_base/<key>.safetensors` holds the weights of the base with cache key `<key>`;
