@@ -75,6 +75,7 @@ class EnvConfig:
     levels: list[int] | None = None          # None: every level of the source
     reward: str = "masked_majority"          # masked_majority | majority | self_certainty | ground_truth
     min_votes: int | float = 2               # mask threshold: a count, or a share of the group (0.75 = 6 of 8)
+    empty_votes: bool = False                # unparsable answers vote as one cluster (TTRL's code); default: never
     prompt_template: str | None = None       # None: the task's own (compact for arith)
     data_dir: str | None = None              # None: $CUMA_DATA_DIR
     source_seed: int = 0                     # order of the problem source (arith permutation seed)

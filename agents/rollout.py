@@ -196,7 +196,7 @@ class Rollout:
         initial = stream.state_dict()
         self.env = cuma_env.make_torchrl_env(
             e.id, tokenizer=policy.tokenizer, group_size=r.group_size, batch_size=r.group_size * r.prompts_per_step,
-            reward=e.reward, min_votes=e.min_votes, source=source, prompt_template=e.prompt_template,
+            reward=e.reward, min_votes=e.min_votes, empty_votes=e.empty_votes, source=source, prompt_template=e.prompt_template,
             problem_stream=self.stream, seed=config.seed)
         # copy=False: the collector's batch is fresh and never read again (see `_OneStepCollector`)
         self.vote = self.env.group_vote(drop_masked=config.train.masked_groups == "drop", copy=False)
@@ -257,7 +257,8 @@ def make_probe(policy: Policy, config: Config):
     e, r = config.env, config.rollout
     template = resolve_template(e.prompt_template or get_task(e.id).template)
     # the vote statistics are what a schedule reads; rewards needing token statistics are not computed here
-    episode = EpisodeConfig(group_size=r.group_size, min_votes=e.min_votes, reward="masked_majority")
+    episode = EpisodeConfig(group_size=r.group_size, min_votes=e.min_votes, empty_votes=e.empty_votes,
+                            reward="masked_majority")
 
     def probe(level: Any, problems: Sequence[Problem]) -> list[dict[str, Any]]:
         prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in problems])

@@ -25,6 +25,7 @@ class EpisodeConfig:
     min_votes: int | float = 2
     reward: Any = "masked_majority"
     last_number_fallback: bool = True
+    empty_votes: bool = False  # unparsable answers form a cluster that votes (TTRL's code); default: never vote
 
     def __post_init__(self) -> None:
         if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 1:
@@ -35,6 +36,8 @@ class EpisodeConfig:
             raise ValueError(f"min_votes count must be in 1..group_size={self.group_size}, got {self.min_votes}")
         if isinstance(self.min_votes, float) and not 0.0 < self.min_votes <= 1.0:
             raise ValueError(f"min_votes ratio must be in (0, 1], got {self.min_votes}")
+        if not isinstance(self.empty_votes, bool):
+            raise ValueError(f"empty_votes must be a bool, got {self.empty_votes!r}")
         make_reward(self.reward)  # fail fast on an unknown reward name
 
 
@@ -62,7 +65,7 @@ def score_group(problem: Problem, completions: Sequence[str], config: EpisodeCon
     completions = check_completions(completions, config.group_size)
     reward = reward if reward is not None else make_reward(config.reward)
     answers = tuple(extract_answer(c, last_number_fallback=config.last_number_fallback) for c in completions)
-    vote = majority_vote(answers, min_votes=config.min_votes)
+    vote = majority_vote(answers, min_votes=config.min_votes, empty_votes=config.empty_votes)
     group = Group(problem=problem, completions=completions, answers=answers, vote=vote,
                   token_stats=None if token_stats is None else tuple(float(v) for v in token_stats))
     outcome = reward(group)

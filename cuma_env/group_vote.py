@@ -53,7 +53,7 @@ class GroupVote(Transform):
 
     Args:
         group_size: members per group (G); a group is scored when G members with the same key arrived.
-        min_votes, reward, last_number_fallback: as for the envs (ignored when `config` is given).
+        min_votes, reward, last_number_fallback, empty_votes: as for the envs (ignored when `config` is given).
         config: an `EpisodeConfig` to use as is (e.g. the env's).
         reward_fn: a ready `GroupReward` (default: `make_reward(config.reward)`).
         problems: where a group's `Problem` comes from: a mapping or callable keyed by the group key (an
@@ -73,8 +73,8 @@ class GroupVote(Transform):
     """
 
     def __init__(self, group_size: int = 8, *, min_votes: int | float = 2, reward: Any = "masked_majority",
-                 last_number_fallback: bool = True, config: EpisodeConfig | None = None,
-                 reward_fn: GroupReward | None = None, problems: ProblemLookup | None = None,
+                 last_number_fallback: bool = True, empty_votes: bool = False,
+                 config: EpisodeConfig | None = None, reward_fn: GroupReward | None = None, problems: ProblemLookup | None = None,
                  problem_stream: ProblemStream | None = None, group_key: Any = "group_id",
                  token_stats_key: Any = TOKEN_STATS_KEY, reward_key: Any = ("next", "reward"),
                  masked_key: Any = ("next", "masked"), answer_key: Any = ("next", "answer"),
@@ -82,7 +82,8 @@ class GroupVote(Transform):
                  source_name: str = "unknown", max_pending_groups: int = 10_000, copy: bool = True):
         super().__init__()
         self.config = config or EpisodeConfig(group_size=group_size, min_votes=min_votes, reward=reward,
-                                              last_number_fallback=last_number_fallback)
+                                              last_number_fallback=last_number_fallback,
+                                              empty_votes=empty_votes)
         self.reward_fn = reward_fn or make_reward(self.config.reward)
         if problems is not None and not (callable(problems) or hasattr(problems, "get")):
             raise TypeError(f"problems must be a mapping or a callable, got {type(problems).__name__}")

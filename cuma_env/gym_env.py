@@ -45,6 +45,8 @@ class CuMaEnv(gym.Env):
         problem_stream: a `ProblemStream` (e.g. a curriculum) that picks each episode's problem and is
             told each scored group.
         last_number_fallback: let `extract_answer` fall back to the last number when no answer is marked.
+        empty_votes: unparsable answers vote together as one cluster and can win (TTRL's own code); by default
+            they never vote, so emptiness is never rewarded.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -54,7 +56,7 @@ class CuMaEnv(gym.Env):
                  levels: Sequence[int] | None = None, split: str = "train",
                  data_dir: str | os.PathLike | None = None, source: ProblemSource | None = None,
                  prompt_template: str | None = None, problem_stream: ProblemStream | None = None,
-                 last_number_fallback: bool = True, max_prompt_chars: int = 16_384,
+                 last_number_fallback: bool = True, empty_votes: bool = False, max_prompt_chars: int = 16_384,
                  max_completion_chars: int = 32_768, render_mode: str | None = None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -62,7 +64,7 @@ class CuMaEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         self.task = get_task(task)
         self.config = EpisodeConfig(group_size=group_size, min_votes=min_votes, reward=reward,
-                                    last_number_fallback=last_number_fallback)
+                                    last_number_fallback=last_number_fallback, empty_votes=empty_votes)
         self.reward_fn = make_reward(reward)
         self.source = source if source is not None else make_source(task, split, levels, data_dir)
         self.levels = tuple(levels) if levels is not None else tuple(self.source.levels)

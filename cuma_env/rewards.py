@@ -68,8 +68,9 @@ class Majority:
     """TTRL: 1 for agreeing with the largest cluster, whatever its size; never masks.
 
     The paper leaves open whether an unparseable answer votes; TTRL's own code counts an empty answer as a
-    vote, so a group of mostly empty answers is rewarded for being empty. Here an unparseable answer never
-    votes, so a group with no answer at all gets zero rewards rather than rewarding emptiness.
+    vote, so a group of mostly empty answers is rewarded for being empty. Here an unparseable answer votes
+    only with the episode's `empty_votes=True` (TTRL's convention); by default a group with no answer at all
+    gets zero rewards rather than rewarding emptiness.
     """
 
     name = "majority"
@@ -126,7 +127,7 @@ def reference_correctness(group: Group) -> tuple[bool, ...] | None:
 
     correct = [False] * group.size
     for members in group.vote.clusters:
-        if is_equivalent(group.answers[members[0]], reference):
+        if group.answers[members[0]] is not None and is_equivalent(group.answers[members[0]], reference):
             for i in members:
                 correct[i] = True
     return tuple(correct)

@@ -2,7 +2,9 @@
 
 Conventions (the paper leaves them open; each is fixed and tested here):
 - equivalent answers form one cluster before counting (`cuma_env.answers.cluster_answers`);
-- `None` (no parsable answer) never votes and never wins;
+- `None` (no parsable answer) never votes and never wins, unless `empty_votes=True`: then all `None`
+  answers form one cluster that counts and can win like any other (TTRL's own code does this, so a group of
+  mostly empty answers is rewarded for being empty; the paper leaves the choice open);
 - ties between equally large clusters go to the cluster whose first member appears earliest;
 - the group is *masked* (no learning signal) when the largest cluster has fewer than `min_votes`
   members; `min_votes` is a count (int >= 1) or a share of the group size (float in (0, 1], rounded up).
@@ -28,6 +30,7 @@ class Vote:
     rewards: tuple[float, ...]
     clusters: tuple[tuple[int, ...], ...]
     group_size: int
+    empty: tuple[int, ...] = ()  # members of the cluster of unparsable answers (only with `empty_votes=True`)
 
     @property
     def agreement(self) -> float:
@@ -37,7 +40,8 @@ class Vote:
     @property
     def parse_rate(self) -> float:
         """Share of the group that produced an answer at all."""
-        return sum(len(c) for c in self.clusters) / self.group_size if self.group_size else 0.0
+        parsed = sum(len(c) for c in self.clusters) - len(self.empty)
+        return parsed / self.group_size if self.group_size else 0.0
 
 
 def resolve_min_votes(min_votes: int | float, group_size: int) -> int:
@@ -57,7 +61,8 @@ def resolve_min_votes(min_votes: int | float, group_size: int) -> int:
     return max(1, math.ceil(min_votes * group_size - 1e-9))
 
 
-def majority_vote(answers: Sequence[str | None], min_votes: int | float = 2, *, timeout: float = 2.0) -> Vote:
+def majority_vote(answers: Sequence[str | None], min_votes: int | float = 2, *, timeout: float = 2.0,
+                  empty_votes: bool = False) -> Vote:
     """Vote over `answers` (one extracted answer or None per completion); see the module docstring."""
     group_size = len(answers)
     threshold = resolve_min_votes(min_votes, group_size)
@@ -66,6 +71,9 @@ def majority_vote(answers: Sequence[str | None], min_votes: int | float = 2, *, 
     for index, cid in enumerate(ids):
         if cid is not None:
             members.setdefault(cid, []).append(index)
+    empty = tuple(i for i, cid in enumerate(ids) if cid is None) if empty_votes else ()
+    if empty:
+        members[-1] = list(empty)  # cluster ids are >= 0
     clusters = sorted((tuple(m) for m in members.values()), key=lambda m: (-len(m), m[0]))
     if not clusters:
         return Vote(None, 0, True, (0.0,) * group_size, (), group_size)
@@ -74,5 +82,5 @@ def majority_vote(answers: Sequence[str | None], min_votes: int | float = 2, *, 
     masked = count < threshold
     chosen = set(winner)
     rewards = tuple(0.0 if masked or i not in chosen else 1.0 for i in range(group_size))
-    label = answers[winner[0]]
-    return Vote(label, count, masked, rewards, tuple(clusters), group_size)
+    label = None if empty and winner == empty else answers[winner[0]]
+    return Vote(label, count, masked, rewards, tuple(clusters), group_size, empty)

@@ -82,6 +82,7 @@ def test_overrides_dotted_leaf_and_yaml_values():
     ("curriculum.schedule=zigzag", "unknown schedule"),
     ("train.masked_groups=keep", "train.masked_groups: must be one of drop, zero_advantage"),
     ("output.progress=maybe", "output.progress: expected true or false"),
+    ("env.empty_votes=1", "env.empty_votes: expected true or false"),
     ("steps", "must look like key=value"),
     ("path=/tmp", "key 'path' is ambiguous: write one of model.path, env.pool.path"),
     ("env.source_seed=-3", "env.source_seed: must be >= 0"),

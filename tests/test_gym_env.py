@@ -23,6 +23,16 @@ def test_make_arith_episode_round_trip():
     assert info["level"] == env.unwrapped.problem.level
 
 
+def test_empty_votes_option_reaches_the_episode():
+    env = gym.make("CuMa-Arith-v0", group_size=4, reward="majority", empty_votes=True)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(["I am not sure", "", "no idea", "\\boxed{7}"])
+    assert info["majority"] is None and info["rewards"] == [1, 1, 1, 0] and reward == pytest.approx(0.75)
+    default = gym.make("CuMa-Arith-v0", group_size=4, reward="majority")
+    default.reset(seed=0)
+    assert default.step(["I am not sure", "", "no idea", "\\boxed{7}"])[4]["rewards"] == [0, 0, 0, 1]
+
+
 def test_reset_is_seeded_and_options_choose_the_problem():
     env = gym.make("CuMa-Arith-v0")
     assert env.reset(seed=5)[0] == env.reset(seed=5)[0]

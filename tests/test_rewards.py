@@ -39,6 +39,18 @@ def test_majority_ttrl_never_masks_and_none_never_wins():
     assert empty["rewards"] == [0.0] * 4 and empty["majority"] is None
 
 
+def test_ttrl_with_empty_votes_rewards_empty_completions_when_they_are_the_majority():
+    info = score(boxed("5", "5", None, None, None, "4", "5", None), reward="majority", empty_votes=True)
+    assert info["majority"] is None and info["majority_count"] == 4 and info["parse_rate"] == 0.5
+    assert info["rewards"] == [0, 0, 1, 1, 1, 0, 0, 1]
+    assert info["correct"] == [True, True, False, False, False, False, True, False]
+    assert info["majority_correct"] is False
+    answered = score(boxed("5", "5", "5", None, None, "4", "5", None), empty_votes=True)
+    assert answered["majority"] == "5" and answered["rewards"] == [1, 1, 1, 0, 0, 0, 1, 0]
+    with pytest.raises(ValueError, match="empty_votes must be a bool"):
+        EpisodeConfig(empty_votes="yes")
+
+
 def test_ground_truth_uses_the_hidden_answer_and_needs_one():
     info = score(boxed("4", "4", "4", "5"), reward="ground_truth")
     assert info["rewards"] == [0, 0, 0, 1] and info["majority_correct"] is False

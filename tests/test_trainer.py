@@ -170,6 +170,23 @@ def test_every_reward_function_trains(tiny_base_dir, reward):
         assert len(set(rewards)) > 2  # real-valued certainty, not a 0/1 vote
 
 
+@pytest.mark.parametrize("empty_votes", [False, True])
+def test_env_empty_votes_reaches_the_agents_vote_and_probe(tiny_base_dir, empty_votes):
+    """One new token is `\\boxed{` alone, so no completion has an answer: only TTRL's convention rewards that."""
+    config = small_config(tiny_base_dir, "env.reward=majority", f"env.empty_votes={str(empty_votes).lower()}",
+                          "rollout.max_new_tokens=1", "curriculum.schedule=uniform", "curriculum.options={}")
+    policy = build_policy(config.model, config.rollout)
+    rollout = Rollout(config, policy)
+    try:
+        infos = rollout.collect().infos
+        probed = make_probe(policy, config)(2, [rollout.curriculum.sampler.source.get(2, 0)])
+    finally:
+        rollout.shutdown()
+    assert len(infos) == 4 and all(i["parse_rate"] == 0 and i["majority"] is None for i in infos)
+    assert all(i["rewards"] == [float(empty_votes)] * 8 for i in infos)
+    assert probed[0]["parse_rate"] == 0 and probed[0]["agreement"] == float(empty_votes)
+
+
 def test_the_probe_samples_without_training(stack):
     config, policy, rollout, _ = stack
     before = {k: v.clone() for k, v in policy.model.state_dict().items()}

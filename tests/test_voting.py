@@ -35,6 +35,20 @@ def test_none_never_votes_and_never_wins():
     assert nothing.masked and nothing.rewards == () and nothing.agreement == 0.0
 
 
+def test_empty_votes_lets_unparsable_answers_vote_as_one_cluster():
+    """TTRL's own convention: a group of mostly empty answers is rewarded for being empty."""
+    vote = majority_vote([None, "3", None, "3", None], empty_votes=True)
+    assert vote.label is None and vote.count == 3 and not vote.masked
+    assert vote.rewards == (1.0, 0.0, 1.0, 0.0, 1.0) and vote.empty == (0, 2, 4)
+    assert vote.clusters == ((0, 2, 4), (1, 3)) and vote.parse_rate == 2 / 5 and vote.agreement == 3 / 5
+    tie = majority_vote(["3", None, "3", None], empty_votes=True)  # ties: the cluster seen first, as always
+    assert tie.label == "3" and tie.rewards == (1.0, 0.0, 1.0, 0.0)
+    weak = majority_vote([None, None, "1", "2"], min_votes=3, empty_votes=True)
+    assert weak.masked and weak.label is None and weak.rewards == (0.0,) * 4
+    assert majority_vote(["$ $", None, "1"], empty_votes=True).label is None  # normalises to nothing = empty
+    assert majority_vote([None, None, "3"]).label == "3"  # the default is unchanged
+
+
 def test_ties_go_to_the_cluster_seen_first():
     vote = majority_vote(["2", "1", "1", "2", "3"])
     assert vote.label == "2" and vote.clusters == ((0, 3), (1, 2), (4,))
@@ -113,3 +127,14 @@ def test_large_group_is_fast_and_exact():
     vote = majority_vote(answers)
     want = sum(a in ("42", "42.0", "\\frac{84}{2}") for a in answers)
     assert vote.count == want and vote.label in ("42", "42.0", "\\frac{84}{2}")
+
+
+@settings(max_examples=100, deadline=None)
+@given(answers_st, min_votes_st)
+def test_empty_votes_adds_exactly_one_cluster_of_the_unparsable(answers, min_votes):
+    vote, default = majority_vote(answers, min_votes, empty_votes=True), majority_vote(answers, min_votes)
+    empties = tuple(i for i, a in enumerate(answers) if a is None)
+    assert vote.empty == empties and vote.parse_rate == default.parse_rate
+    assert set(vote.clusters) - {empties} == set(default.clusters)
+    assert vote.count == max(default.count, len(empties))
+    assert (vote.label is None and vote.count > 0) == (vote.clusters[:1] == (empties,) and bool(empties))
