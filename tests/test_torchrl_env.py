@@ -119,6 +119,7 @@ def test_history_mode_rollout_with_wrapper(tiny):
     {"reward": "majority"},
     {"reward": "ground_truth", "levels": [1]},
     {"reward": "masked_majority", "min_votes": 0.5, "last_number_fallback": False},
+    {"reward": "majority", "empty_votes": True},
 ])
 def test_parity_with_gym_face(tiny, kwargs):
     _, tokenizer = tiny
