@@ -42,3 +42,12 @@ def tiny_random_model():
     model, tokenizer = build_tiny_model(TinyBaseConfig())
     model.eval()
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def hub_like_model_dir(tmp_path_factory) -> "os.PathLike[str]":
+    """A Qwen2.5-shaped model directory (BPE tokenizer, ChatML, grouped-query attention), random weights."""
+    from hub_like import build_hub_like_model
+
+    _one_thread()
+    return build_hub_like_model(tmp_path_factory.mktemp("hub-like"))

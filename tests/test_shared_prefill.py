@@ -1,4 +1,5 @@
-"""Prefilling each repeated prompt once (agents.shared_prefill) changes no generated token, on the real tiny base."""
+"""Prefilling each repeated prompt once (agents.shared_prefill) changes no generated token, on the real tiny base
+and on a hub-shaped model (byte-level BPE, ChatML, grouped-query attention: tests/hub_like.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from cuma_env.prompting import format_prompt
 GROUP = 4
 
 
-@pytest.fixture(scope="module")
-def model_and_batch(tiny_base_dir):
-    """The tiny base, and a left-padded batch of 6 prompts of several lengths, each repeated GROUP times."""
-    model, tokenizer = load_model(str(tiny_base_dir), torch.device("cpu"))
+MODELS = ["tiny_base_dir", "hub_like_model_dir"]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def model_and_batch(request):
+    """A model, and a left-padded batch of 6 prompts of several lengths, each repeated GROUP times."""
+    model, tokenizer = load_model(str(request.getfixturevalue(request.param)), torch.device("cpu"))
     source = ArithmeticSource(split="train")
     problems = [source.get(level, index) for level in (1, 3, 5) for index in (0, 7)]
     prompts = render_prompts(tokenizer, [format_prompt(p, "compact") for p in problems])
@@ -124,9 +128,10 @@ def test_a_deep_copy_generates_with_its_own_weights(model_and_batch):
     assert not torch.equal(clone.generate(**kwargs), original.generate(**kwargs))
 
 
-def test_policy_samples_match_hfs_num_return_sequences(tiny_base_dir):
+@pytest.mark.parametrize("model_dir", MODELS)
+def test_policy_samples_match_hfs_num_return_sequences(model_dir, request):
     """`generate_texts` repeats the rows itself (so they can share a prefill); the RNG stream stays HF's."""
-    config = load_config(preset="tiny-ttrl", overrides=[f"model.path={tiny_base_dir}"])
+    config = load_config(preset="tiny-ttrl", overrides=[f"model.path={request.getfixturevalue(model_dir)}"])
     policy = build_policy(config.model, config.rollout, seed=0)
     model, tokenizer = policy.model, policy.tokenizer
     assert model.generate.__func__ is shared_prefill.generate_with_shared_prefill
