@@ -14,7 +14,9 @@ Backends: `transformers` (CPU or CUDA; HF `generate`, each repeated prompt prefi
 agents.shared_prefill) and `vllm` (GPU only, optional extra). vLLM runs in-process
 (`VLLM_ENABLE_V1_MULTIPROCESSING=0`); weights reach it through TorchRL's `vLLMUpdaterV2` over an engine whose
 `update_weights` loads them into the in-process model (TorchRL's `LocalLLMWrapper` makes that a no-op). Its
-prefix cache shares a group's prompt. The vLLM path is not exercised by CI (no CPU wheel exists).
+prefix cache shares a group's prompt; its generator (`agents.generator.TokenizedVLLMWrapper`) returns the
+prompt tokens and masks the loss reads. Real vLLM is not exercised by CI (no CPU wheel exists); our side of
+the path is, against a stand-in for the `vllm` package (tests/test_vllm_backend.py).
 """
 
 from __future__ import annotations
@@ -125,8 +127,10 @@ class Policy:
 
     def sync_weights(self) -> None:
         """Make the generator sample from the current weights (a no-op when they are the same tensors)."""
-        if self.updater is not None:
-            self.updater.push_weights_from_transformers(self.model)
+        if self.updater is not None:  # the full model's names (`model.layers.0...`, `lm_head.weight`), as vLLM
+            # loads them; TorchRL's `push_weights_from_transformers` would send a raw HF model's backbone
+            # (`model.model`, names without the `model.` prefix), which it takes for a TorchRL wrapper
+            self.updater.push_weights(iter(self.model.state_dict().items()))
 
     def make_reference(self) -> Any:
         """A frozen copy of the current weights behind a log-prob wrapper (the KL reference)."""
@@ -227,26 +231,39 @@ def check_vllm(device: torch.device) -> None:
         raise BackendUnavailable('backend vllm needs vLLM: pip install "cuma-gym[vllm]" (GPU machines only)')
 
 
+VLLM_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
 def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed: int) -> None:
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: weights load directly
+    if os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
+        raise BackendUnavailable("backend vllm runs the engine in this process, so that each optimizer step's "
+                                 "weights load straight into it; unset VLLM_ENABLE_V1_MULTIPROCESSING or set it to 0")
+    if (policy.device.index or 0) != 0:
+        raise BackendUnavailable(f"backend vllm runs on the first visible GPU; for {policy.device} set "
+                                 f"CUDA_VISIBLE_DEVICES={policy.device.index} and model.device=cuda")
     from vllm import LLM
     from torchrl.collectors.llm.weight_update.vllm_v2 import vLLMUpdaterV2
-    from torchrl.modules.llm import vLLMWrapper
 
-    llm = LLM(model=policy.source, dtype="bfloat16" if policy.dtype != torch.float32 else "float32",
-              gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, max_model_len=cfg.vllm_max_model_len,
-              enable_prefix_caching=True, seed=seed)
-    engine = _in_process_engine(llm, policy.source)
+    from agents.generator import TokenizedVLLMWrapper
+
+    # a context longer than the model's own positions is refused by vLLM (the tiny base has 128)
+    limit = getattr(policy.model.config, "max_position_embeddings", None) or cfg.vllm_max_model_len
+    llm = LLM(model=policy.source, dtype=VLLM_DTYPES[policy.dtype], seed=seed, enable_prefix_caching=True,
+              gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+              max_model_len=min(cfg.vllm_max_model_len, limit))
+    engine = _in_process_engine(llm, policy.source, policy.dtype)
     policy.engine = engine
-    policy.generator = vLLMWrapper(llm, tokenizer=policy.tokenizer, input_mode="text", generate=True,
-                                   return_log_probs=True, pad_output=True,
-                                   generate_kwargs=dict(max_tokens=rollout.max_new_tokens,
-                                                        temperature=rollout.temperature, top_p=rollout.top_p))
+    # no generation log-probs: the learner takes the on-policy ones from its own forward (agents.learner)
+    policy.generator = TokenizedVLLMWrapper(llm, tokenizer=policy.tokenizer, input_mode="text", generate=True,
+                                            return_log_probs=False, pad_output=True,
+                                            generate_kwargs=dict(max_tokens=rollout.max_new_tokens,
+                                                                 temperature=rollout.temperature,
+                                                                 top_p=rollout.top_p))
     policy.updater = vLLMUpdaterV2(engine)
     policy.updater.init()
 
 
-def _in_process_engine(llm: Any, name: str) -> Any:
+def _in_process_engine(llm: Any, name: str, dtype: torch.dtype) -> Any:
     from torchrl.modules.llm.backends.vllm.vllm_sync import LocalLLMWrapper
 
     class InProcessVLLMEngine(LocalLLMWrapper):
@@ -256,7 +273,7 @@ def _in_process_engine(llm: Any, name: str) -> Any:
             return {}
 
         def update_weights(self, weights: Iterator[tuple[str, torch.Tensor]]) -> None:
-            weights = [(k, v.detach().to(torch.bfloat16)) for k, v in weights]
+            weights = [(k, v.detach().to(dtype)) for k, v in weights]  # the engine's dtype
 
             def load(worker: Any) -> None:
                 worker.model_runner.model.load_weights(weights=weights)

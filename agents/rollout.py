@@ -196,8 +196,8 @@ class Rollout:
         initial = stream.state_dict()
         self.env = cuma_env.make_torchrl_env(
             e.id, tokenizer=policy.tokenizer, group_size=r.group_size, batch_size=r.group_size * r.prompts_per_step,
-            reward=e.reward, min_votes=e.min_votes, empty_votes=e.empty_votes, source=source, prompt_template=e.prompt_template,
-            problem_stream=self.stream, seed=config.seed)
+            reward=e.reward, min_votes=e.min_votes, empty_votes=e.empty_votes, source=source,
+            prompt_template=e.prompt_template, problem_stream=self.stream, seed=config.seed)
         # copy=False: the collector's batch is fresh and never read again (see `_OneStepCollector`)
         self.vote = self.env.group_vote(drop_masked=config.train.masked_groups == "drop", copy=False)
         self.buffer = ReplayBuffer(storage=LazyStackStorage(r.group_size * r.prompts_per_step),
