@@ -92,7 +92,8 @@ def context_overflow(policy: Any, problems: Mapping[Any, Sequence[Problem]], tem
         return None
     items = [p for level in problems.values() for p in level]
     prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
-    lengths = [len(ids) for ids in policy.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    # verbose=False: measuring lengths past the model's limit is the point here, not a mistake to warn about
+    lengths = [len(ids) for ids in policy.tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"]]
     return sum(n + max_new_tokens > limit for n in lengths), len(lengths), limit
 
 

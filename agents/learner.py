@@ -96,6 +96,22 @@ def loss_batch(batch: Any, pad_token_id: int) -> Any:
     return dense
 
 
+class ContextOverflow(ValueError):
+    """A prompt plus its response is longer than the model's positions: the scorer cannot read it."""
+
+
+def check_positions(batch: Any, policy: Policy) -> None:
+    """`ContextOverflow` (one clear line) before TorchRL's scorer refuses a sequence past the model's positions.
+
+    `Rollout` checks a sample of the training prompts at the start; this catches a longer one drawn later."""
+    limit = getattr(policy.model.config, "max_position_embeddings", None)
+    width = batch.get(("tokens", "full")).shape[-1]
+    if isinstance(limit, int) and width > limit:
+        raise ContextOverflow(f"a rollout of {width} tokens (prompt + response) exceeds the model's {limit} "
+                              "positions; use a model with a longer context, a smaller rollout.max_new_tokens, "
+                              "or shorter problems (env.levels, env.pool)")
+
+
 def response_tokens(batch: Any) -> int:
     """Response tokens in a batch: attention-mask positions after the (left-padded) prompt block."""
     mask = batch.get(("masks", "all_attention_mask"), as_padded_tensor=True, padding_value=False)
@@ -149,6 +165,7 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         if batch is not None:
             batch = loss_batch(batch, self.policy.tokenizer.pad_token_id)
+            check_positions(batch, self.policy)
             batch = batch.to(self.policy.device) if self.policy.device.type != "cpu" else batch
             if self.reference is not None:
                 with torch.no_grad(), self.policy.autocast():

@@ -188,6 +188,7 @@ class Rollout:
         e, r = config.env, config.rollout
         self.group_size, self.prompts = r.group_size, r.prompts_per_step
         source = training_source(e)  # env.pool: the train split (default), a skewed pool or a curated file
+        check_training_context(policy, config, source)
         probe = make_probe(policy, config) if config.curriculum.probe else None
         stream = CurriculumStream({"name": config.curriculum.schedule, **config.curriculum.options}, source,
                                   seed=config.seed, probe=probe)
@@ -247,6 +248,25 @@ class Rollout:
             self.collector.shutdown()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+
+
+def check_training_context(policy: Policy, config: Config, source: Any, per_level: int = 256) -> None:
+    """A `ValueError` at the start, not a traceback at the first optimizer step, when prompts of the training pool
+    (the first `per_level` of each level) plus `rollout.max_new_tokens` exceed the model's positions."""
+    from agents.evaluation import context_overflow
+    from cuma_env.catalog import get_task
+    from cuma_env.prompting import resolve_template
+
+    e, new_tokens = config.env, config.rollout.max_new_tokens
+    sample = {lv: [source.get(lv, i) for i in range(min(per_level, source.size(lv)))] for lv in source.levels}
+    overflow = context_overflow(policy, sample, resolve_template(e.prompt_template or get_task(e.id).template),
+                                new_tokens)
+    if overflow is not None and overflow[0]:
+        over, total, limit = overflow
+        raise ValueError(f"model.path: {config.model.path} has {limit} positions, but {over} of {total} training "
+                         f"prompts checked ({e.id}) plus rollout.max_new_tokens={new_tokens} need more; use a model "
+                         "with a longer context, a smaller rollout.max_new_tokens, or shorter problems "
+                         "(env.levels, env.pool)")
 
 
 def make_probe(policy: Policy, config: Config):

@@ -39,3 +39,29 @@ def test_the_agent_trains_and_saves_a_hub_shaped_model(hub_like_model_dir, tmp_p
     assert rc == 0, err
     report = json.loads((tmp_path / "eval" / "eval-arith.json").read_text())
     assert report["bench"] == "arith" and len(report["levels"]) == 5
+
+
+def test_the_papers_preset_runs_on_the_cpu_with_a_hub_shaped_model(hub_like_model_dir, data_dir, tmp_path):
+    """`qwen2.5-0.5b-cuma` (MATH levels 1-5 in order, the default template, masked majority) with the GPU keys
+    turned to the CPU: the MATH pool, its long LaTeX prompts, sympy grading and MATH-500 held out."""
+    config = load_config(preset="qwen2.5-0.5b-cuma", overrides=[
+        f"model.path={hub_like_model_dir}", "model.backend=transformers", "model.device=cpu", "model.dtype=float32",
+        f"env.data_dir={data_dir}", "rollout.prompts_per_step=2", "rollout.max_new_tokens=16", "train.steps=2",
+        "eval.every=2", "eval.n_per_level=2", "eval.samples=2", "eval.max_new_tokens=16", "output.progress=false",
+        "output.tensorboard=false"])
+    summary = Trainer.new(config, tmp_path / "run").run()
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert summary["steps"] == 2 and [r["level"] for r in rows] == ["1", "1"]  # the sequential curriculum's start
+    evals = read_csv(tmp_path / "run" / "eval.csv")
+    assert {e["level"] for e in evals} == set("12345") and {int(e["n"]) for e in evals} == {2}
+
+
+def test_prompts_longer_than_the_models_positions_fail_before_the_run(tiny_base_dir, data_dir, tmp_path, capsys):
+    """The tiny base has 128 positions; GSM8K's prompts are longer. One line at the start, no run directory."""
+    rc, err = cuma(capsys, "train", f"model.path={tiny_base_dir}", "env.id=CuMa-GSM8K-v0",
+                   f"env.data_dir={data_dir}", "output.progress=false", "--out", tmp_path / "run")
+    line = err.strip().splitlines()[-1]  # after transformers' own "Loading weights" bar
+    assert rc == 2 and "Traceback" not in err and "Token indices sequence length" not in err
+    assert line.startswith("cuma train: error: model.path: ") and "has 128 positions, but 256 of 256 training " \
+        "prompts checked (CuMa-GSM8K-v0) plus rollout.max_new_tokens=8 need more" in line
+    assert not (tmp_path / "run").exists()

@@ -67,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
         trainer.discard()  # a failed start leaves no run directory behind
         return fail("train", exc)
     print(f"run directory: {trainer.run_dir}", flush=True)
-    summary = trainer.run()
+    from agents.learner import ContextOverflow
+
+    try:
+        summary = trainer.run()
+    except ContextOverflow as exc:  # a prompt longer than the ones checked at the start was drawn
+        return fail("train", f"{exc}; stopped at step {trainer.step} ({trainer.run_dir})")
     return 130 if summary.get("interrupted") else 0
 
 
