@@ -83,7 +83,9 @@ def rng_state() -> dict[str, Any]:
     numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
     state: dict[str, Any] = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # the current device's generator only (`build_policy` makes the policy's device current), so a run
+        # resumes on a machine with another number of GPUs, or on another one of them
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -93,4 +95,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        if isinstance(cuda, (list, tuple)):  # checkpoints before 2026-12 saved every device's state
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else cuda[0]
+        torch.cuda.set_rng_state(cuda)

@@ -49,7 +49,7 @@ class ModelConfig:
     path: str = TINY_MODEL          # "tiny", a local HF model directory, or a hub id (Qwen/Qwen2.5-0.5B)
     backend: str = "transformers"   # transformers | vllm (GPU only, optional extra)
     device: str = "auto"            # auto (cuda if available) | cpu | cuda | cuda:N
-    dtype: str = "auto"             # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 | float16
+    dtype: str = "auto"             # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 (float16: refused)
     num_threads: int = 1            # torch intra-op threads on CPU (1 is fastest for small models)
     vllm_gpu_memory_utilization: float = 0.35
     vllm_max_model_len: int = 4096
@@ -114,6 +114,8 @@ class TrainConfig:
     masked_groups: str = "drop"              # drop | zero_advantage (kept in the loss with advantage 0)
     skip_uniform_groups: bool = True         # drop groups whose advantages are all 0 from forward/backward
     aggregation: str = "token_mean"          # token_mean | prompt_mean
+    micro_batch: int | None = None           # rows per forward/backward, gradients summed to the same update
+                                             # (None: all kept rows at once; set it when the logits do not fit)
 
 
 @dataclass
@@ -438,6 +440,9 @@ def validate(config: Config) -> None:
          f"train.adam_betas: must be two numbers in [0, 1), got {t.adam_betas}")
     need(config.eval.max_new_tokens is None or config.eval.max_new_tokens >= 1,
          "eval.max_new_tokens: must be >= 1 or null")
+    need(t.micro_batch is None or t.micro_batch >= 1, f"train.micro_batch: must be >= 1 or null, got {t.micro_batch}")
+    need(m.dtype != "float16", "model.dtype: float16 training needs loss scaling, which the learner does not do; "
+         "use bfloat16 (the CUDA default) or float32")
     need(m.device in ("auto", "cpu") or m.device.startswith("cuda"),
          f"model.device: must be auto, cpu, cuda or cuda:N, got {m.device!r}")
     need(m.backend != "vllm" or m.device != "cpu", "model.backend: vllm needs a GPU (model.device cpu given)")

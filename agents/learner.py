@@ -15,6 +15,10 @@ Speed and correctness choices:
   strategy (gotcha 4: tokens-mode actor + `sft`).
 - Optional KL to a frozen reference (`kl_coef > 0`): the reference's log-probs are computed for the kept
   members only, under `no_grad`, and stored where GRPOLoss reads them.
+- Micro-batches (`train.micro_batch`): the kept rows go through forward/backward N at a time, each part's
+  loss weighted by its share of the tokens (or rows) GRPOLoss averages over, so the gradients sum to the
+  one-pass gradient while only N rows of logits exist at once (a 0.5B model's vocabulary makes one row of
+  3k tokens ~1 GB of logits). None (the default) is one pass.
 - Dense loss input (`loss_batch`): the kept members arrive lazily stacked (one small TensorDict per member,
   text and tensorclasses included); GRPOLoss and the scorer copy and re-read that batch several times, which
   cost 2-3x the model's forward+backward on the tiny base. The loss gets one dense TensorDict holding only
@@ -145,14 +149,14 @@ class Learner:
         n = data.batch_size[0]
         advantage = data.get("advantage").reshape(n // self.group_size, self.group_size)
         masked = data.get(("next", "masked")).reshape(n // self.group_size, self.group_size)[:, 0]
-        keep = torch.ones(n // self.group_size, dtype=torch.bool)
+        keep = torch.ones(n // self.group_size, dtype=torch.bool, device=advantage.device)
         if self.config.skip_uniform_groups:
             keep = (advantage != 0).any(-1) | (masked & (self.config.masked_groups == "zero_advantage"))
         if not keep.any():
             return None
         if keep.all():
             return data
-        index = torch.arange(n).reshape(-1, self.group_size)[keep].reshape(-1)
+        index = torch.arange(n, device=keep.device).reshape(-1, self.group_size)[keep].reshape(-1)
         return data[index]
 
     def step(self, data: Any) -> LearnStats:
@@ -167,29 +171,15 @@ class Learner:
             batch = loss_batch(batch, self.policy.tokenizer.pad_token_id)
             check_positions(batch, self.policy)
             batch = batch.to(self.policy.device) if self.policy.device.type != "cpu" else batch
-            if self.reference is not None:
-                with torch.no_grad(), self.policy.autocast():
-                    ref = self.reference(batch.copy())
-                batch.set(REF_KEY, ref.get(("log_probs", "full")).float())
-            with self.policy.autocast():
-                out = self.loss_module(batch)
-            loss = out.loss_objective
-            for extra in ("loss_entropy", "loss_kl_to_ref"):
-                value = getattr(out, extra, None)
-                if value is not None:
-                    loss = loss + value
-            loss.backward()
+            totals = self._backward(batch)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             if self.config.grad_clip > 0:
                 norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
             else:
                 norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
             self.optimizer.step()
-            stats.loss = float(loss.detach())
+            stats.loss, stats.clip_fraction, stats.kl_to_ref, stats.entropy = totals
             stats.grad_norm = float(norm)
-            stats.clip_fraction = float(out.clip_fraction)
-            stats.kl_to_ref = float(out.kl_to_ref) if out.kl_to_ref is not None else 0.0
-            stats.entropy = float(out.entropy) if out.entropy is not None else 0.0
             stats.trained_groups = batch.batch_size[0] // self.group_size
             stats.trained_tokens = response_tokens(batch)
         else:
@@ -198,6 +188,41 @@ class Learner:
         self.policy.sync_weights()
         stats.seconds = time.perf_counter() - start
         return stats
+
+    def _backward(self, batch: Any) -> tuple[float, float, float, float]:
+        """Loss and gradients of `batch`, `train.micro_batch` rows at a time; (loss, clip fraction, KL, entropy).
+
+        Each part's terms are weighted by its share of what GRPOLoss averages over, so the summed gradient is
+        the one-pass gradient (tests/test_micro_batch.py): the objective and entropy by response tokens
+        (`token_mean`) or rows (`prompt_mean`), the KL and the logged means by rows (all of a row's positions).
+        """
+        rows = batch.batch_size[0]
+        size = min(self.config.micro_batch or rows, rows)
+        tokens = response_tokens(batch) if size < rows else None  # the positions the `sft` mask keeps
+        totals = [0.0, 0.0, 0.0, 0.0]
+        for start in range(0, rows, size):
+            part = batch[start:start + size] if size < rows else batch
+            by_rows = part.batch_size[0] / rows
+            by_terms = by_rows if tokens is None or self.config.aggregation == "prompt_mean" else \
+                response_tokens(part) / tokens
+            if self.reference is not None:
+                with torch.no_grad(), self.policy.autocast():
+                    ref = self.reference(part.copy())
+                part.set(REF_KEY, ref.get(("log_probs", "full")).float())
+            with self.policy.autocast():
+                out = self.loss_module(part)
+            loss = out.loss_objective
+            if getattr(out, "loss_entropy", None) is not None:
+                loss = loss + out.loss_entropy
+            if size < rows:
+                loss = loss * by_terms
+            if getattr(out, "loss_kl_to_ref", None) is not None:
+                loss = loss + (out.loss_kl_to_ref * by_rows if size < rows else out.loss_kl_to_ref)
+            loss.backward()
+            for i, value in enumerate((loss, out.clip_fraction, out.kl_to_ref, out.entropy)):
+                if value is not None:
+                    totals[i] += float(value.detach()) * (1.0 if i == 0 else by_rows)
+        return tuple(totals)
 
     def state_dict(self) -> dict[str, Any]:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

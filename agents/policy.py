@@ -7,8 +7,8 @@
     policy.sync_weights() # after an optimizer step (vLLM: push the new weights into the engine; HF: nothing)
 
 `model.path` is `tiny` (the embedded tiny base, installed and cached on first use), a local HF directory or a
-hub id. Precision: weights stay float32 (AdamW master weights); `model.dtype` bfloat16/float16 runs every
-forward under `torch.autocast` (`auto`: bfloat16 on CUDA, float32 on CPU).
+hub id. Precision: weights stay float32 (AdamW master weights); `model.dtype` bfloat16 runs every forward under
+`torch.autocast` (`auto`: bfloat16 on CUDA, float32 on CPU; float16 is refused for training: no loss scaling).
 
 Backends: `transformers` (CPU or CUDA; HF `generate`, each repeated prompt prefilled once:
 agents.shared_prefill) and `vllm` (GPU only, optional extra). vLLM runs in-process
@@ -178,6 +178,8 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
     warnings.filterwarnings("ignore", message="size_average and reduce args will be deprecated")
     device = resolve_device(model_config.device)
     dtype = resolve_dtype(model_config.dtype, device)
+    if device.type == "cuda":  # library code that allocates on plain "cuda" lands on this device too
+        torch.cuda.set_device(device)
     if model_config.backend == "vllm":
         check_vllm(device)  # before the weights load, not after
     if device.type == "cpu":

@@ -229,8 +229,12 @@ class Rollout:
         """Collector postproc for the Intuitor reward: one self-certainty value per response."""
         from cuma_env.torch_stats import response_self_certainty
 
+        rows = td.batch_size[0]
+        size = self.config.train.micro_batch or rows  # one forward over all rows holds all their logits at once
+        pad = self.policy.tokenizer.pad_token_id
         with self.policy.autocast():
-            stats = response_self_certainty(self.policy.model, td, pad_token_id=self.policy.tokenizer.pad_token_id)
+            stats = torch.cat([response_self_certainty(self.policy.model, td[i:i + size] if size < rows else td,
+                                                       pad_token_id=pad).reshape(-1) for i in range(0, rows, size)])
         td.set("token_stats", stats.to(torch.float32).reshape(td.batch_size))
         return td
 
