@@ -7,10 +7,13 @@ The GPU check is lifted for these tests only (`check_vllm`), so the engine's CPU
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 import vllm_stand_in
+from cli_helpers import cuma
 from agents import policy as policy_module
 from agents.config import load_config
 from agents.learner import LOSS_KEYS, Learner
@@ -58,7 +61,7 @@ def test_the_vllm_generator_gives_the_loss_every_entry_it_reads(stand_in, model_
         rollout.shutdown()
 
 
-def test_weight_sync_loads_every_trained_weight_into_the_engine(stand_in, tiny_base_dir, tmp_path):
+def test_weight_sync_loads_every_trained_weight_into_the_engine(stand_in, tiny_base_dir, tmp_path, capsys):
     config = vllm_config(tiny_base_dir, "train.steps=2", "train.lr=1e-3", "eval.every=2")
     trainer = Trainer.new(config, tmp_path / "run")
     summary = trainer.run()
@@ -68,7 +71,12 @@ def test_weight_sync_loads_every_trained_weight_into_the_engine(stand_in, tiny_b
     trained = trainer.policy.model.state_dict()
     assert set(engine_weights) == set(trained)
     assert all(torch.equal(engine_weights[k], trained[k]) for k in trained)  # float32 on CPU: exact
-    assert summary["heldout_after"]["step"] == 2  # `cuma eval`'s path: Policy.generate_texts through vLLM
+    assert summary["heldout_after"]["step"] == 2  # the run's own evaluation: Policy.generate_texts through vLLM
+    rc, err = cuma(capsys, "eval", "--model", tmp_path / "run", "--bench", "arith", "--n", "4", "--samples", "2",
+                   "--backend", "vllm", "--out", tmp_path / "eval")
+    assert rc == 0, err
+    report = json.loads((tmp_path / "eval" / "eval-arith.json").read_text())
+    assert len(report["levels"]) == 5 and report["model"]
 
 
 def test_vllm_context_is_capped_at_the_models_positions(stand_in, tiny_base_dir):
