@@ -1,4 +1,5 @@
-"""benchmarks/bench_step.py runs end to end (one round, one step, TRL skipped) and prints its table and ratios.
+"""benchmarks/bench_step.py runs end to end (one round, one step, TRL skipped) and prints its table and ratios;
+benchmarks/bench_learner_memory.py runs at a toy shape.
 
 Timings are printed, never asserted.
 """
@@ -52,3 +53,18 @@ def test_paired_ratios_pair_each_round_with_trls_same_round():
     ours = [0.10, 0.15, 0.10]
     assert paired_ratios(trl, ours) == pytest.approx([2.0, 2.0, 2.0])
     assert paired_ratios([], ours) == []  # no TRL: no pairs
+
+
+def test_bench_learner_memory_runs_at_a_tiny_shape(tmp_path):
+    """benchmarks/bench_learner_memory.py on the CPU at a toy shape: every micro-batch size runs and is printed."""
+    script = SCRIPT.parent / "bench_learner_memory.py"
+    out = tmp_path / "memory.json"
+    proc = subprocess.run([sys.executable, str(script), "--shape", "tiny", "--device", "cpu", "--rows", "6",
+                           "--width", "48", "--prompt", "8", "--micro-batch", "0", "4", "1", "--repeats", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| one pass | n/a (cpu) |" in proc.stdout and "| 4 | n/a (cpu) |" in proc.stdout
+    saved = json.loads(out.read_text())
+    assert [r["micro_batch"] for r in saved["results"]] == [0, 4, 1]
+    assert all(not r["oom"] and r["seconds"] > 0 for r in saved["results"])

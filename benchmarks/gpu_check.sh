@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The CUDA checks, prepared to run in one call on a GPU machine whose Python has torch and transformers but
+# not this package's other dependencies (the H200 image of the developers' device tool: Python 3.12,
+# torch 2.11, transformers 5.17). Everything lands in $OUT: versions, the CUDA tests, a timed default run
+# on cuda (bf16), and benchmarks/bench_learner_memory.py at the qwen2.5-0.5b-cuma preset's sizes.
+#
+# 1. On a machine with pip access, fetch the missing wheels into .whl/ (ignored by git; ~5 MB):
+#      for p in torchrl==0.14.1 tensordict==0.14.3 pyvers==0.2.3 hoptorch==0.1.4 orjson importlib_metadata \
+#               lazy-importer gymnasium farama-notifications math-verify==0.9.0 latex2sympy2_extended==1.11.0 \
+#               antlr4-python3-runtime==4.13.2; do
+#        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#          --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "$p"; done
+# 2. Run this script there with .whl carried (about 5 minutes), e.g. `bash benchmarks/gpu_check.sh`.
+#
+# Real vLLM cannot be checked this way: its wheel is hundreds of MB and pins its own torch.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 CUMA_CACHE_DIR=/tmp/cuma-cache
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+  export PYTHONPATH="/tmp/site:$PWD"
+else
+  export PYTHONPATH="$PWD"
+fi
+
+python3 - <<'EOF' 2>&1 | tee "$OUT/versions.txt"
+import torch, torchrl, tensordict, transformers
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
+print("torchrl", torchrl.__version__, "tensordict", tensordict.__version__, "transformers", transformers.__version__)
+EOF
+
+echo "== CUDA tests (the tiny preset on cuda; the bf16 autocast path)" | tee "$OUT/pytest-cuda.txt"
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_trainer.py -k "cuda or bf16" -rs 2>&1 \
+  | tee -a "$OUT/pytest-cuda.txt" | tail -4
+
+echo "== cuma train model.device=cuda (the default preset, bf16), timed" | tee "$OUT/train-cuda.txt"
+start=$(date +%s)
+timeout 240 python3 -m agents.commands.train model.device=cuda output.progress=false output.tensorboard=false \
+  --out /tmp/run-cuda >>"$OUT/train-cuda.txt" 2>&1
+echo "exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/train-cuda.txt"
+tail -4 "$OUT/train-cuda.txt"
+cp /tmp/run-cuda/summary.json "$OUT/train-cuda-summary.json" 2>/dev/null
+cp /tmp/run-cuda/metrics.csv "$OUT/train-cuda-metrics.csv" 2>/dev/null
+
+echo "== learner memory at the qwen preset's sizes (random Qwen2.5-0.5B-shaped weights)" | tee "$OUT/memory.txt"
+timeout 300 python3 benchmarks/bench_learner_memory.py --rows 32 --width 3400 --micro-batch 0 16 8 4 2 \
+  --json "$OUT/memory.json" 2>&1 | grep -v "Loading weights\|Writing model" | tee -a "$OUT/memory.txt" | tail -9
