@@ -74,7 +74,8 @@ class GroupVote(Transform):
 
     def __init__(self, group_size: int = 8, *, min_votes: int | float = 2, reward: Any = "masked_majority",
                  last_number_fallback: bool = True, empty_votes: bool = False,
-                 config: EpisodeConfig | None = None, reward_fn: GroupReward | None = None, problems: ProblemLookup | None = None,
+                 config: EpisodeConfig | None = None, reward_fn: GroupReward | None = None,
+                 problems: ProblemLookup | None = None,
                  problem_stream: ProblemStream | None = None, group_key: Any = "group_id",
                  token_stats_key: Any = TOKEN_STATS_KEY, reward_key: Any = ("next", "reward"),
                  masked_key: Any = ("next", "masked"), answer_key: Any = ("next", "answer"),
