@@ -96,5 +96,25 @@ def response_self_certainty(model: torch.nn.Module, td_or_prompts: Any, response
             # the logits at position t predict token t + 1: the response's tokens are predicted from
             # positions len(p) - 1 .. len(p) + len(r) - 2
             response_mask[i, len(p) - 1: len(p) + len(r) - 1] = True
-    logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits
+    logits = _logits_in_float32(model, ids.to(device), attention.to(device))
     return self_certainty_from_logits(logits, response_mask.to(device)).cpu()
+
+
+def _logits_in_float32(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                       ) -> torch.Tensor:
+    """The model's logits, with the output projection in float32 even under a bf16 autocast.
+
+    Self-certainty compares responses of one group by small differences of logsumexp - mean over the whole
+    vocabulary; bf16 logits of size 10-30 are rounded by 0.06-0.125, enough to reorder a group. Under
+    autocast the decoder still runs in bf16 (the cost), only the last projection is float32. Models without
+    `get_decoder()` and a linear output layer take the plain forward.
+    """
+    device_type = input_ids.device.type
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not torch.is_autocast_enabled(device_type) or decoder is None or not isinstance(head, torch.nn.Linear):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    with torch.autocast(device_type, enabled=False):
+        bias = None if head.bias is None else head.bias.float()
+        return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)

@@ -221,3 +221,29 @@ def test_bad_kwargs_give_clear_errors(tiny):
     with pytest.raises(cuma_env.DataFileNotFoundError):
         make_torchrl_env("CuMa-Math-v0", data_dir="/nonexistent", tokenizer=tokenizer)
     assert set(TORCHRL_KWARGS) >= {"tokenizer", "input_mode", "batch_size", "seed"}
+
+
+def test_self_certainty_under_bf16_autocast_projects_in_float32(tiny_base_dir, monkeypatch):
+    """On CUDA the policy runs under bf16 autocast; self-certainty's last projection stays float32, which
+    brings it closer to the float32 value than bf16 logits do (CPU autocast here; same code path)."""
+    import cuma_env.torch_stats as torch_stats
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cuma_env.arithmetic import ArithmeticSource
+    from cuma_env.prompting import format_prompt
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_base_dir), AutoTokenizer.from_pretrained(tiny_base_dir)
+    source = ArithmeticSource(split="test")
+    problems = [source.get(level, i) for level in (1, 2, 3, 4, 5) for i in range(8)]
+    prompts = [torch.tensor(tokenizer(format_prompt(p, "compact"))["input_ids"]) for p in problems]
+    responses = [torch.tensor(tokenizer(f"\\boxed{{{p.answer}}}")["input_ids"] + [tokenizer.eos_token_id])
+                 for p in problems]
+    with torch.no_grad():
+        exact = response_self_certainty(model, prompts, responses)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours = response_self_certainty(model, prompts, responses)
+            monkeypatch.setattr(torch_stats, "_logits_in_float32", lambda m, ids, mask: m(
+                input_ids=ids, attention_mask=mask).logits)  # bf16 logits, as a plain forward gives them
+            plain = response_self_certainty(model, prompts, responses)
+    ours_error, plain_error = (ours - exact).abs().max(), (plain - exact).abs().max()
+    assert ours.dtype == torch.float32 and ours_error < 0.6 * plain_error and ours_error < 0.02
