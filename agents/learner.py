@@ -214,10 +214,9 @@ class Learner:
             loss = out.loss_objective
             if getattr(out, "loss_entropy", None) is not None:
                 loss = loss + out.loss_entropy
-            if size < rows:
-                loss = loss * by_terms
+            loss = loss * by_terms  # one pass: 1.0, which changes no bit of the loss or its gradient
             if getattr(out, "loss_kl_to_ref", None) is not None:
-                loss = loss + (out.loss_kl_to_ref * by_rows if size < rows else out.loss_kl_to_ref)
+                loss = loss + out.loss_kl_to_ref * by_rows
             loss.backward()
             for i, value in enumerate((loss, out.clip_fraction, out.kl_to_ref, out.entropy)):
                 if value is not None:
