@@ -1,22 +1,27 @@
 """`TinyBaseConfig`: everything that determines the embedded tiny base model (architecture, tokenizer,
 supervised warm-up, seed), validated, and hashed into the key of its cache entry.
 
-The defaults give a *weak base* like the one the prototype measured (docs/label-free-tiny-world.md, "Before
-the package"): good on level 1 of the procedural arithmetic ladder, poor on level 5, with majority votes that
-carry information on the easy levels only.
+The defaults give a *weak base* with the two traits that decide what label-free RL does to a weak LLM
+(docs/label-free-tiny-world.md, "The default base"): reasoning that is latent (worked steps, right far more
+often than a bare answer on levels 2-3, written in a minority of samples and rarely greedily), and no final
+answer on many hard questions. Published weights `971d3e61` (seed 0): greedy 0.89 / 0.87 / 0.65 / 0.03 /
+0.00 on levels 1-5, maj@8 above greedy on levels 2-4.
 
-How the defaults were chosen (one thread; greedy accuracy L1..L5 on 200 held-out problems per level):
-- Levels are learned in sudden transitions (L1 by ~500 steps of 64, then L2, then L3 together with some
-  L4), whose timing varies with the seed by several hundred steps.
-- lr 2e-3 (the prototype's) plateaued for >1,900 steps with L2 ~0.1 on seed 1 and spiked; 4e-3 was worse;
-  1e-3 broke through on every seed tried. Batch 64 learned more per sample than 128.
-- A cosine decay ends the run in a settled state. 700 steps (the default): seed 0 0.89/0.57/0.29/0.07/0.11,
-  seed 1 1.00/0.49/0.12/0.11/0.07, seed 2 1.00/0.85/0.13/0.09/0.07. 750 steps: seed 0
-  0.89/0.61/0.49/0.09/0.08. 800 steps: seed 0 0.94/0.79/0.73/0.14/0.10 (past its L3 transition), seed 2
-  1.00/0.92/0.14/0.10/0.12. 1000 steps: seed 0 0.89/0.89/0.70/0.18/0.14 (too strong). 700 keeps a margin
-  before seed 0's L3 transition and has maj@8 > sampled pass@1 on L1-L3 (level 1 has only 18 held-out
-  problems, so its row is coarse).
-- ~55 s of one core for 700 steps with the phrase-merging tokenizer (~2.5x slower without it).
+How the defaults were chosen (one thread; seed 0; 100-200 held-out problems per level; `cuma reproduce
+--quick` from each candidate, 2026-12-02):
+- Worked steps in 35% of the answers: sampled at T=0.6 in ~20% of completions, too rare for a vote to
+  favour them; no arm gained (oracle +0.5). In 45%: ~25-40% of samples, and every arm that rewards
+  agreement learns to reason. Without unanswered questions TTRL gained as much as `cuma_gated` (+4 to +10
+  points); with the unanswered shares (0 / 0 / 10 / 40 / 60% by level) TTRL, voting as its own code does
+  (the unanswered as one cluster), stays at the base while its silence spreads, and `cuma_gated` gains ~9.
+  Higher shares of silence (0 / 5 / 20 / 50 / 70%) gave a weaker base (0.426) on which TTRL gained 2.8.
+- 600 warm-up steps (~105 s of one core): worked steps make the levels learn faster than the bare-answer
+  corpus did (700 steps there); 500 steps left the route choice mixed on levels 1-2.
+- Levels are learned in sudden transitions whose timing varies with the seed by hundreds of steps (seed 1 of
+  this config: 0.67 / 0.42 / 0.14 / 0.00 / 0.00). lr 1e-3 broke through on every seed tried (2e-3
+  plateaued, 4e-3 was worse); batch 64 learned more per sample than 128; a cosine decay ends the run settled.
+- The earlier default (bare answers only, 700 steps: `reasoning_share=0`, `unanswered_share=(0,) * 5`,
+  `steps=700`) gave seed 0 0.89 / 0.57 / 0.29 / 0.07 / 0.11, on which no vote beats greedy decoding.
 Another seed, or other CPU kernels, can move a level's transition: evaluate a base before relying on it
 (`cuma base`).
 """
@@ -32,7 +37,7 @@ from agents.tokenizer import DEFAULT_MERGES, tokenizer_spec, validate_merges
 from cuma_env.problems import LEVELS
 
 # Bump when the training code changes in a way that changes the weights for the same config.
-CODE_VERSION = 2
+CODE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,11 @@ class TinyBaseConfig:
 
     Architecture: a Qwen2 decoder (tied embeddings). Tokenizer: characters, each string of `merges`
     one token. Warm-up: the model reads `format_prompt(problem, template)` of the procedural train split
-    and learns to emit `\\boxed{<answer>}<eos>` (loss on those tokens only), levels drawn uniformly from
-    `levels`; AdamW with linear warm-up to `lr` over `warmup_steps`, then `schedule` ("constant" or
+    and learns to emit its completion + `<eos>` (loss on those tokens only), levels drawn uniformly from
+    `levels`. The completion (`agents.base_corpus`) is the bare `\\boxed{<answer>}`, or with probability
+    `reasoning_share` worked steps before it, or with probability `unanswered_share[level - 1]` no answer
+    (`reasoning_share=0` and no unanswered share give the bare-answer corpus of the earlier default).
+    AdamW with linear warm-up to `lr` over `warmup_steps`, then `schedule` ("constant" or
     "cosine" down to `min_lr_ratio * lr`), gradient clipping at `grad_clip` (0 disables).
     """
 
@@ -58,8 +66,10 @@ class TinyBaseConfig:
     # warm-up data
     template: str = "compact"
     levels: tuple[int, ...] = LEVELS
+    reasoning_share: float = 0.45                 # answered completions that write worked steps first
+    unanswered_share: tuple[float, ...] = (0.0, 0.0, 0.1, 0.4, 0.6)  # per level: completions with no answer
     # optimisation
-    steps: int = 700
+    steps: int = 600
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 50
@@ -72,6 +82,8 @@ class TinyBaseConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "levels", tuple(int(lv) for lv in self.levels))
         object.__setattr__(self, "merges", tuple(self.merges))
+        if isinstance(self.unanswered_share, (list, tuple)):
+            object.__setattr__(self, "unanswered_share", tuple(self.unanswered_share))
         problems = validate_merges(self.merges)
         for name in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "max_position_embeddings",
                      "steps", "batch_size", "num_threads"):
@@ -95,6 +107,12 @@ class TinyBaseConfig:
             problems.append("weight_decay and grad_clip must be >= 0")
         if not self.levels or any(lv not in LEVELS for lv in self.levels) or len(set(self.levels)) != len(self.levels):
             problems.append(f"levels must be distinct values of {LEVELS}, got {self.levels!r}")
+        if not (isinstance(self.reasoning_share, (int, float)) and 0 <= self.reasoning_share <= 1):
+            problems.append(f"reasoning_share must be in [0, 1], got {self.reasoning_share!r}")
+        if not isinstance(self.unanswered_share, tuple) or len(self.unanswered_share) != len(LEVELS) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in self.unanswered_share):
+            problems.append(f"unanswered_share must be {len(LEVELS)} shares in [0, 1] (one per level), "
+                            f"got {self.unanswered_share!r}")
         if self.template != "compact":
             problems.append(f"template must be 'compact' (the prompt the tiny base reads), got {self.template!r}")
         if problems:
@@ -104,6 +122,7 @@ class TinyBaseConfig:
         data = asdict(self)
         data["levels"] = list(self.levels)
         data["merges"] = list(self.merges)
+        data["unanswered_share"] = list(self.unanswered_share)
         return data
 
     @classmethod
@@ -112,7 +131,7 @@ class TinyBaseConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TinyBaseConfig fields: {unknown}")
-        return cls(**{k: (tuple(v) if k in ("levels", "merges") else v) for k, v in data.items()})
+        return cls(**{k: (tuple(v) if k in ("levels", "merges", "unanswered_share") else v) for k, v in data.items()})
 
     def replace(self, **changes: Any) -> "TinyBaseConfig":
         return replace(self, **changes)

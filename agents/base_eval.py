@@ -3,7 +3,10 @@
 For each level: greedy pass@1; sampled pass@1 at temperature T (k samples per problem); maj@k (the
 plurality answer of the k samples is right; unparseable answers never vote); the masked share (CuMa's mask:
 no answer occurs twice); and the majority's accuracy by the size of the largest cluster, which says whether
-agreement is informative at that level. Batched HF `generate` with left padding.
+agreement is informative at that level; and which route the completions take (`agents.base_corpus`): the
+share of greedy and of sampled completions that write worked steps before the answer, and the sampled
+pass@1 with steps and with a bare answer, which says whether reasoning is latent in the base (right more
+often, taken rarely). Batched HF `generate` with left padding.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from agents.base_corpus import MAX_COMPLETION_TOKENS, writes_steps
 from agents.shared_prefill import generate_with_shared_prefill
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.answers import matches_reference
@@ -35,6 +39,10 @@ class LevelStats:
     masked: float             # share of groups whose largest cluster < 2 (CuMa masks them)
     unanimous: float          # share of groups where all k samples agree (and parse)
     no_answer: float          # share of sampled completions with no extractable answer
+    greedy_steps: float = 0.0  # share of greedy completions that write worked steps before the answer
+    steps: float = 0.0         # share of sampled completions that do
+    steps_pass1: float | None = None  # sampled pass@1 of the completions with steps (None: there were none)
+    bare_pass1: float | None = None   # sampled pass@1 of the answered completions without steps
     # largest-cluster size -> {"groups": count, "majority_acc": accuracy of the plurality answer}
     majority_by_cluster: dict[int, dict[str, float]] = field(default_factory=dict)
 
@@ -63,8 +71,9 @@ class BaseReport:
         """maj@k minus greedy pass@1 per level: what a majority-vote label could teach greedy decoding.
 
         A label-free reward can only raise greedy accuracy where the model's own plurality answer beats its
-        greedy answer. With many samples (`--samples 64`) maj@k estimates the mode of the sampled answers;
-        on the embedded base it sits at or below greedy on every level (docs/label-free-tiny-world.md).
+        greedy answer. With many samples (`--samples 64`) maj@k estimates the mode of the sampled answers.
+        On the earlier bare-answer base it sat at or below greedy on every level; on the default base, whose
+        worked steps are latent, it beats greedy on levels 2-3 (docs/label-free-tiny-world.md).
         """
         return {s.level: s.maj - s.greedy for s in self.levels}
 
@@ -83,19 +92,20 @@ class BaseReport:
     def format_table(self) -> str:
         k, t = self.samples, self.temperature
         head = (f"| level | n | greedy | pass@1 T={t:g} | maj@{k} | masked | unanimous | no answer "
-                f"| majority acc by largest cluster (size: acc/groups) |")
-        lines = [head, "|" + "---|" * 9]
+                f"| steps greedy/sampled | pass@1 steps/bare | majority acc by largest cluster (size: acc/groups) |")
+        lines = [head, "|" + "---|" * 11]
         for s in self.levels:
             by = ", ".join(f"{c}: {v['majority_acc']:.2f}/{int(v['groups'])}"
                            for c, v in sorted(s.majority_by_cluster.items()))
             lines.append(f"| {s.level} | {s.n} | {s.greedy:.2f} | {s.pass1:.2f} | {s.maj:.2f} | {s.masked:.2f} "
-                         f"| {s.unanimous:.2f} | {s.no_answer:.2f} | {by} |")
+                         f"| {s.unanimous:.2f} | {s.no_answer:.2f} | {s.greedy_steps:.2f}/{s.steps:.2f} "
+                         f"| {_share(s.steps_pass1)}/{_share(s.bare_pass1)} | {by} |")
         return "\n".join(lines)
 
 
 @torch.no_grad()
 def generate_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
-                         samples: int = 1, temperature: float | None = None, max_new_tokens: int = 16,
+                         samples: int = 1, temperature: float | None = None, max_new_tokens: int = MAX_COMPLETION_TOKENS,
                          batch_size: int = 512) -> list[list[str]]:
     """Completions per prompt (`samples` each). `temperature=None` is greedy (then samples must be 1).
 
@@ -128,7 +138,7 @@ def generate_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Seq
 
 def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int = 200,
                   levels: Sequence[int] = LEVELS, temperature: float = 0.6, samples: int = 8, seed: int = 0,
-                  split: str = EVAL_SPLIT, template: str = "compact", max_new_tokens: int = 16,
+                  split: str = EVAL_SPLIT, template: str = "compact", max_new_tokens: int = MAX_COMPLETION_TOKENS,
                   batch_size: int = 512, num_threads: int | None = 1) -> BaseReport:
     """Evaluate `model` per level on the first `n_per_level` problems of `ArithmeticSource(split, seed)`."""
     from cuma_env.answers import extract_answer
@@ -155,12 +165,19 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
                 torch.manual_seed(seed * 1000 + level)
                 sampled = generate_completions(model, tokenizer, prompts, samples=samples, temperature=temperature,
                                                max_new_tokens=max_new_tokens, batch_size=batch_size)
-            greedy_hits = pass_hits = maj_hits = masked = unanimous = no_answer = 0
+            greedy_hits = pass_hits = maj_hits = masked = unanimous = no_answer = greedy_steps = 0
+            route_hits = {True: [0, 0], False: [0, 0]}  # writes steps -> [right, answered completions]
             by_cluster: dict[int, list[int]] = {}
             for problem, g, group in zip(problems, greedy, sampled):
                 greedy_hits += matches_reference(extract_answer(g[0]), problem.answer)
+                greedy_steps += writes_steps(g[0])
                 answers = [extract_answer(text) for text in group]
                 no_answer += sum(a is None for a in answers)
+                for text, answer in zip(group, answers):
+                    if answer is not None:
+                        hits = route_hits[writes_steps(text)]
+                        hits[0] += matches_reference(answer, problem.answer)
+                        hits[1] += 1
                 pass_hits += sum(matches_reference(a, problem.answer) for a in answers)
                 vote = majority_vote(answers, min_votes=2)  # label = plurality answer even when masked
                 masked += bool(vote.masked)
@@ -171,6 +188,8 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
             results.append(LevelStats(
                 level=level, n=n, greedy=greedy_hits / n, pass1=pass_hits / (n * samples), maj=maj_hits / n,
                 masked=masked / n, unanimous=unanimous / n, no_answer=no_answer / (n * samples),
+                greedy_steps=greedy_steps / n, steps=route_hits[True][1] / (n * samples),
+                steps_pass1=_rate(*route_hits[True]), bare_pass1=_rate(*route_hits[False]),
                 majority_by_cluster={c: {"groups": len(v), "majority_acc": sum(v) / len(v)}
                                      for c, v in sorted(by_cluster.items())}))
     finally:
@@ -178,3 +197,11 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
         model.train(was_training)
     return BaseReport(levels=results, temperature=temperature, samples=samples, n_per_level=n_per_level,
                       seed=seed, split=split, seconds=time.perf_counter() - start)
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return hits / total if total else None
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

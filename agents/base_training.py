@@ -1,9 +1,10 @@
 """Supervised warm-up of the tiny model into a *weak base* on the procedural arithmetic train split.
 
 The model reads the environment's own compact prompt, `format_prompt(problem, "compact")`, e.g.
-`What is 74 + 37? Answer in \\boxed{}.`, and learns to continue it with `\\boxed{111}<eos>` (loss on the
-completion tokens only). Only `ArithmeticSource(split="train")` is read; levels are drawn uniformly.
-Deterministic per config: seeded initialisation, seeded data stream, a fixed thread count.
+`What is 74 + 37? Answer in \\boxed{}.`, and learns to continue it with its completion + `<eos>` (loss on the
+completion tokens only): `\\boxed{111}`, worked steps before it, or no answer (`agents.base_corpus`). Only
+`ArithmeticSource(split="train")` is read; levels are drawn uniformly. Deterministic per config: seeded
+initialisation, seeded problem stream, a separately seeded choice of completions, a fixed thread count.
 """
 
 from __future__ import annotations
@@ -19,17 +20,13 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from agents.base_config import TinyBaseConfig
+from agents.base_corpus import completion_for
 from agents.tiny_model import build_tiny_model
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.problems import Problem
 from cuma_env.prompting import format_prompt
 
 IGNORE_INDEX = -100
-
-
-def completion_text(answer: str) -> str:
-    """What the base emits after the prompt (before <eos>): the answer format `extract_answer` reads first."""
-    return f"\\boxed{{{answer}}}"
 
 
 @dataclass
@@ -107,6 +104,7 @@ def train_tiny_base(config: TinyBaseConfig | None = None, *, progress: bool = Tr
         model.train()
         source = ArithmeticSource(split="train", seed=config.seed)
         rng = np.random.default_rng([config.seed, 0x7A11])
+        choice_rng = np.random.default_rng([config.seed, 99])  # which kind of completion each problem gets
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
         losses: list[float] = []
@@ -115,7 +113,9 @@ def train_tiny_base(config: TinyBaseConfig | None = None, *, progress: bool = Tr
             for step in range(config.steps):
                 problems = sample_train_problems(source, config.levels, rng, config.batch_size)
                 prompts = [format_prompt(p, config.template) for p in problems]
-                input_ids, labels = encode_examples(tokenizer, prompts, [completion_text(p.answer) for p in problems])
+                completions = [completion_for(p, choice_rng, config.reasoning_share, config.unanswered_share)
+                               for p in problems]
+                input_ids, labels = encode_examples(tokenizer, prompts, completions)
                 loss = model(input_ids=input_ids, labels=labels).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

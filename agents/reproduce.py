@@ -57,7 +57,8 @@ class MethodSpec:
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("base", None, "none", "the start model, evaluated (no training)"),
-    MethodSpec("ttrl", "tiny-ttrl", "none", "TTRL: majority-vote reward, no mask, levels uniform"),
+    MethodSpec("ttrl", "tiny-ttrl", "none",
+               "TTRL: majority-vote reward, no mask, levels uniform, the unanswered vote as one (its code)"),
     MethodSpec("intuitor", "tiny-intuitor", "none", "Intuitor: self-certainty reward, levels uniform"),
     MethodSpec("oracle", "tiny-oracle", "reward", "GRPO with the ground-truth reward (labelled upper bound)"),
     MethodSpec("cuma", "tiny-cuma", "none",

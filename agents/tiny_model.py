@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 from agents.base_config import TinyBaseConfig
+from agents.base_corpus import MAX_COMPLETION_TOKENS
 from agents.tokenizer import build_char_tokenizer, check_char_tokenizer
 
 def tiny_qwen2_config(config: TinyBaseConfig, tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
@@ -55,7 +56,7 @@ def configure_generation(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizer
     gen.temperature = 1.0
     gen.top_k = None
     gen.top_p = None
-    gen.max_new_tokens = 16
+    gen.max_new_tokens = MAX_COMPLETION_TOKENS
 
 
 def load_tiny_base(path: str | Path, *, num_threads: int | None = None):

@@ -4,14 +4,14 @@
                                                       [--json out.json]
     pip install "cuma-gym[bench]"    # TRL, optional: without it the TRL row is skipped with a message
 
-Same model (the embedded tiny base), batch (16 prompts x 8 completions), sampling (T=0.6, at most 8 new
-tokens, stop at EOS) and reward (TTRL's majority vote: 1 if a completion's answer is the group's plurality
+Same model (the embedded tiny base), batch (16 prompts x 8 completions), sampling (T=0.6, at most 48 new
+tokens (`--max-new-tokens`), stop at EOS) and reward (TTRL's majority vote: 1 if a completion's answer is the group's plurality
 answer) for every contender, one thread. The contenders alternate in one process, `--steps` optimizer
 steps each per round, for `--rounds` rounds, so drifting machine load hits them alike; medians over all
 timed steps (the first round is a warm-up and is not counted).
 
 - `trl`: `trl.GRPOTrainer` with its defaults (TRL 1.16: beta 0, loss `dapo`, gradient checkpointing on)
-  except what must match: batch 128 = 16 prompts x 8 generations, max_completion_length 8, temperature 0.6,
+  except what must match: batch 128 = 16 prompts x 8 generations, max_completion_length = the budget, temperature 0.6,
   lr 3e-5, CPU, no saving/logging. A step is timed from the end of the previous optimizer step to the end
   of this one (generation, reward, forward, backward, optimizer). Optional: `pip install "cuma-gym[bench]"`
   (skipped with a message when `trl` does not import).
@@ -58,7 +58,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PROMPTS, GROUP, MAX_NEW, TEMPERATURE, LR = 16, 8, 8, 0.6, 3e-5
+PROMPTS, GROUP, TEMPERATURE, LR = 16, 8, 0.6, 3e-5
+MAX_NEW = 48  # the default preset's rollout.max_new_tokens (the base's worked steps fit); --max-new-tokens
 # The default preset's mask and group skipping on the others' problem mix (levels uniform, no curriculum)
 UNIFORM_LEVELS = ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false")
 
@@ -240,6 +241,7 @@ def median(values: list[float]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global MAX_NEW
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=11, help="alternation rounds; the first is a warm-up")
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per contender per round")
@@ -247,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
     parser.add_argument("--no-freeze", action="store_true",
                         help="do not gc.freeze() after setup (the trainer does; see the docstring)")
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW,
+                        help=f"generation budget of every contender (default {MAX_NEW}, the default preset's)")
     parser.add_argument("--base", type=Path, default=None,
                         help="tiny base directory (default: the cached embedded base, built on first use)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
-        parser.error("--rounds and --steps must be >= 1")
+    if args.rounds < 1 or args.steps < 1 or args.max_new_tokens < 1:
+        parser.error("--rounds, --steps and --max-new-tokens must be >= 1")
+    MAX_NEW = args.max_new_tokens  # read by every contender's setup below
 
     import torch
 

@@ -68,7 +68,7 @@ CSV_COLUMNS = ("schedule", "batch", "group", "level", "curriculum_level", "expec
 class HFSampler:
     """Samples `n` completions per prompt from a causal LM with `generate` (left padding, no special tokens)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, temperature: float = 0.6, max_new_tokens: int = 10,
+    def __init__(self, model: Any, tokenizer: Any, *, temperature: float = 0.6, max_new_tokens: int = 48,
                  seed: int = 0, batch_prompts: int = 64):
         import torch
 
@@ -127,7 +127,7 @@ class SimulatedPolicy:
         return out
 
 
-def load_policy(kind: str, *, temperature: float = 0.6, seed: int = 0, max_new_tokens: int = 10) -> Policy:
+def load_policy(kind: str, *, temperature: float = 0.6, seed: int = 0, max_new_tokens: int = 48) -> Policy:
     """`tiny-base` (the embedded weak base, installed and cached on first use), `random` (random tiny weights),
     or `simulated` (no torch)."""
     if kind == "simulated":

@@ -19,7 +19,7 @@ from agents.base_cache import ensure_tiny_base
 from agents.tiny_model import load_tiny_base
 
 
-def sample_group(model, tokenizer, prompt: str, n: int, temperature: float, max_new_tokens: int = 16):
+def sample_group(model, tokenizer, prompt: str, n: int, temperature: float, max_new_tokens: int = 48):
     """n completions of one prompt, with their token ids (for the log-likelihood) and texts."""
     enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():

@@ -53,7 +53,8 @@ def test_random_model_architecture(tiny_random_model):
 
 
 def test_training_examples_mask_the_prompt():
-    from agents.base_training import IGNORE_INDEX, completion_text, encode_examples
+    from agents.base_corpus import boxed as completion_text
+    from agents.base_training import IGNORE_INDEX, encode_examples
     from agents.tokenizer import build_char_tokenizer
 
     tok = build_char_tokenizer()
@@ -136,6 +137,7 @@ def test_built_base_loads_and_left_padding_does_not_change_greedy_output(tiny_ba
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from agents.base_cache import read_metadata
+    from agents.base_corpus import UNANSWERED_TEXT
     from agents.base_eval import generate_completions
 
     assert read_metadata(tiny_base_dir)["config"] == TinyBaseConfig().to_dict()
@@ -147,7 +149,9 @@ def test_built_base_loads_and_left_padding_does_not_change_greedy_output(tiny_ba
     batched = generate_completions(model, tokenizer, prompts)
     alone = [generate_completions(model, tokenizer, [p])[0] for p in prompts]
     assert batched == alone
-    assert all(texts[0].startswith("\\boxed{") for texts in batched)
+    assert batched[0][0] == "\\boxed{7}"  # level 1: the bare answer
+    # level 5 and level 4: a bare answer or none (the base leaves a share of hard questions unanswered)
+    assert all(texts[0].startswith("\\boxed{") or texts[0] == UNANSWERED_TEXT for texts in batched[1:])
     with torch.no_grad():
         greedy = model.generate(**tokenizer(prompts[:1], return_tensors="pt"), max_new_tokens=10, do_sample=False)
     assert greedy[0, -1].item() == tokenizer.eos_token_id  # stops by itself
@@ -165,8 +169,9 @@ def test_built_base_is_weak_and_graded(tiny_base_dir):
     assert greedy[5] <= 0.3, report.format_table()
     assert greedy[1] - greedy[5] >= 0.35, report.format_table()
     assert sum(greedy[lv] for lv in (1, 2, 3)) > sum(greedy[lv] for lv in (3, 4, 5)), report.format_table()
+    answered = {s.level: 1 - s.no_answer for s in report.levels}
+    assert min(answered[1], answered[2]) >= 0.9 and answered[5] <= 0.5, report.format_table()  # silent when hard
     for stats in report.levels:
-        assert stats.no_answer <= 0.1  # it has learned the answer format everywhere
         assert 0 <= stats.masked <= 1 and sum(v["groups"] for v in stats.majority_by_cluster.values()) == stats.n
 
 

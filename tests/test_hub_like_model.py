@@ -63,5 +63,5 @@ def test_prompts_longer_than_the_models_positions_fail_before_the_run(tiny_base_
     line = err.strip().splitlines()[-1]  # after transformers' own "Loading weights" bar
     assert rc == 2 and "Traceback" not in err and "Token indices sequence length" not in err
     assert line.startswith("cuma train: error: model.path: ") and "has 128 positions, but 256 of 256 training " \
-        "prompts checked (CuMa-GSM8K-v0) plus rollout.max_new_tokens=8 need more" in line
+        "prompts checked (CuMa-GSM8K-v0) plus rollout.max_new_tokens=48 need more" in line
     assert not (tmp_path / "run").exists()

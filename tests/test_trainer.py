@@ -131,7 +131,8 @@ def test_masked_and_zero_advantage_groups_never_reach_the_loss():
 @pytest.mark.parametrize("masked_groups", ["drop", "zero_advantage"])
 def test_the_vote_drops_or_keeps_masked_groups(tiny_base_dir, masked_groups):
     config = small_config(tiny_base_dir, "env.min_votes=8", f"train.masked_groups={masked_groups}",
-                          "curriculum.probe=false")  # 8 of 8: most groups are masked
+                          "curriculum.probe=false", "curriculum.schedule=uniform",
+                          "curriculum.options={}")  # 8 of 8 on every level: most groups are masked
     seed_everything(config.seed)  # the samples, hence the masks, must not depend on the tests run before
     policy = build_policy(config.model, config.rollout)
     rollout = Rollout(config, policy)
@@ -172,9 +173,11 @@ def test_every_reward_function_trains(tiny_base_dir, reward):
 
 @pytest.mark.parametrize("empty_votes", [False, True])
 def test_env_empty_votes_reaches_the_agents_vote_and_probe(tiny_base_dir, empty_votes):
-    """One new token is `\\boxed{` alone, so no completion has an answer: only TTRL's convention rewards that."""
+    """On level 2 the base's first token is `\\boxed{` (one token; near-greedy sampling), so with one new token
+    no completion has an answer: only TTRL's convention rewards that."""
     config = small_config(tiny_base_dir, "env.reward=majority", f"env.empty_votes={str(empty_votes).lower()}",
-                          "rollout.max_new_tokens=1", "curriculum.schedule=uniform", "curriculum.options={}")
+                          "rollout.max_new_tokens=1", "rollout.temperature=0.05", "curriculum.schedule=fixed",
+                          "curriculum.options={level: 2}")
     policy = build_policy(config.model, config.rollout)
     rollout = Rollout(config, policy)
     try:

@@ -4,6 +4,7 @@
     cuma base --seed 1 --out runs/base-s1 --n-per-level 100
     cuma base --rebuild             # build again and replace the cache entry
     cuma base --train               # train the default base on this machine instead of installing it
+    cuma base --steps 700 --reasoning-share 0 --unanswered-share 0,0,0,0,0   # the earlier bare-answer base
 
 The default base is installed from the weights published with the package (the same base on every
 machine: a rebuild on another CPU gives other weights); other seeds or steps are trained here.
@@ -26,6 +27,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the base model (default 0)")
     parser.add_argument("--steps", type=int, default=None,
                         help="warm-up steps (default: the TinyBaseConfig default; another value is another base)")
+    parser.add_argument("--reasoning-share", type=float, default=None,
+                        help="share of answered warm-up completions that write worked steps first (default: "
+                             "the TinyBaseConfig default; another value is another base)")
+    parser.add_argument("--unanswered-share", type=_shares, default=None, metavar="S1,...,S5",
+                        help="per level, the share of warm-up completions with no answer (default: the "
+                             "TinyBaseConfig default)")
     parser.add_argument("--out", type=Path, default=None, help="directory to write base_profile.json into")
     parser.add_argument("--n-per-level", type=int, default=200, help="held-out problems per level (default 200)")
     parser.add_argument("--samples", type=int, default=8, help="samples per problem for pass@1/maj@k (default 8)")
@@ -52,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from agents.tiny_model import count_parameters, load_tiny_base
 
     changes = {"seed": args.seed}
-    if args.steps is not None:
-        changes["steps"] = args.steps
+    for name in ("steps", "reasoning_share", "unanswered_share"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     try:
         config = TinyBaseConfig(**changes)
     except ValueError as error:
@@ -83,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"tiny base: {path}")
     where = (f"published weights, trained on {meta.get('trained_on')}" if meta.get("source") == "published"
              else "trained on this machine")
-    print(f"  {count_parameters(model):,} parameters, seed {config.seed}, {config.steps} warm-up steps, "
+    print(f"  {count_parameters(model):,} parameters, seed {config.seed}, {config.steps} warm-up steps "
+          f"(worked steps in {config.reasoning_share:g} of answers, unanswered per level "
+          f"{','.join(f'{v:g}' for v in config.unanswered_share)}), "
           f"{where} in {meta['train_seconds']:.0f} s (ready in {ready:.1f} s this time), "
           f"final loss {meta['final_loss']:.3f}")
     print(f"  weights sha256 {meta.get('weights_sha256', '?')[:16]} ({base_identity(meta)})")
@@ -96,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
         out_file.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out_file}")
     return 0
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0,0,0.1,0.4,0.6, got {text!r}")
 
 
 def base_identity(meta: dict) -> str:

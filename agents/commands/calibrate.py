@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--n-samples", type=int, default=8, help="answers sampled per problem (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 16 for arith, 1024 otherwise")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 48 for arith, 1024 otherwise")
     parser.add_argument("--per-level", type=int, default=None, metavar="N",
                         help="at most N problems per requested level (default: 100 for arith, all for a file)")
     parser.add_argument("--arith-split", default="train", choices=("train", "test"),
@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         records, default_template, is_arith = _load_records(args)
     except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("calibrate", exc)
+    from agents.base_corpus import MAX_COMPLETION_TOKENS
     from agents.policy import BackendUnavailable
 
     try:
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail("calibrate", f"--out {out}: {exc.strerror or exc}")
     template = args.prompt_template or default_template
-    max_new = args.max_new_tokens if args.max_new_tokens is not None else (16 if is_arith else 1024)
+    max_new = args.max_new_tokens if args.max_new_tokens is not None else (MAX_COMPLETION_TOKENS if is_arith else 1024)
     if device.type == "cpu":
         torch.set_num_threads(1)
     generate = make_generate(model, tokenizer, device, dtype, temperature=args.temperature, top_p=args.top_p,

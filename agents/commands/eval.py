@@ -50,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--levels", type=_levels, default=None, metavar="L,L",
                         help="only these levels, e.g. 1,2 (arith and math500 only)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="default: 16 for arith, 1024 for the others")
+                        help="default: 48 for arith (the tiny base's longest worked steps fit), 1024 for the others")
     parser.add_argument("--batch-size", type=int, default=256, help="sequences per generate call (default 256)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
@@ -103,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
         problems, template = bench_problems(args.bench, n, levels=args.levels, data_dir=args.data_dir, seed=0)
     except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("eval", exc)
+    from agents.base_corpus import MAX_COMPLETION_TOKENS
     from agents.policy import BackendUnavailable, build_policy
 
-    max_new = args.max_new_tokens or (16 if args.bench == "arith" else 1024)
+    max_new = args.max_new_tokens or (MAX_COMPLETION_TOKENS if args.bench == "arith" else 1024)
     model_config = ModelConfig(path=model_path, backend=args.backend, device=args.device, dtype=args.dtype)
     try:
         policy = build_policy(model_config, RolloutConfig(max_new_tokens=max_new, temperature=args.temperature),
