@@ -55,6 +55,11 @@ class FakeEndpoint:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
+                    # read the body first, as real servers do: a reply on an unread body closes the socket
+                    # while the client is still sending, and the client then sees a broken pipe (a race)
+                    remaining = min(length, 4 * MAX_BODY)
+                    while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
+                        remaining -= len(chunk)
                     self.send_error(413, "request body too large")
                     return
                 endpoint._handle(self, self.rfile.read(length))
