@@ -5,7 +5,7 @@ Why these three kinds: they give the tiny model the two traits of a weak LLM tha
 does to it (docs/label-free-tiny-world.md, "The default base: a latent reasoning route"):
 - a *latent reasoning route*. Worked steps (`70 + 30 = 100, 4 + 7 = 11, 100 + 11 = 111. \\boxed{111}`) are
   right far more often than a bare answer on the middle levels, but the base writes them in a minority of
-  its samples and never greedily. A majority vote favours them where they agree, so a label-free reward can
+  its samples and rarely greedily. A majority vote favours them where they agree, so a label-free reward can
   teach the model to reason, which no vote over the bare answers could (their mode is no better than greedy);
 - *no final answer on hard questions* (`Let me think.`), as a weak LLM often ends without one. Whether such
   a completion votes is the voting convention that decides whether TTRL rewards silence (`env.empty_votes`).

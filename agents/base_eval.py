@@ -73,7 +73,7 @@ class BaseReport:
         A label-free reward can only raise greedy accuracy where the model's own plurality answer beats its
         greedy answer. With many samples (`--samples 64`) maj@k estimates the mode of the sampled answers.
         On the earlier bare-answer base it sat at or below greedy on every level; on the default base, whose
-        worked steps are latent, it beats greedy on levels 2-3 (docs/label-free-tiny-world.md).
+        worked steps are latent, it beats greedy on levels 2-4 (docs/label-free-tiny-world.md).
         """
         return {s.level: s.maj - s.greedy for s in self.levels}
 
@@ -105,7 +105,8 @@ class BaseReport:
 
 @torch.no_grad()
 def generate_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
-                         samples: int = 1, temperature: float | None = None, max_new_tokens: int = MAX_COMPLETION_TOKENS,
+                         samples: int = 1, temperature: float | None = None,
+                         max_new_tokens: int = MAX_COMPLETION_TOKENS,
                          batch_size: int = 512) -> list[list[str]]:
     """Completions per prompt (`samples` each). `temperature=None` is greedy (then samples must be 1).
 

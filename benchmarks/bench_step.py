@@ -5,10 +5,10 @@
     pip install "cuma-gym[bench]"    # TRL, optional: without it the TRL row is skipped with a message
 
 Same model (the embedded tiny base), batch (16 prompts x 8 completions), sampling (T=0.6, at most 48 new
-tokens (`--max-new-tokens`), stop at EOS) and reward (TTRL's majority vote: 1 if a completion's answer is the group's plurality
-answer) for every contender, one thread. The contenders alternate in one process, `--steps` optimizer
-steps each per round, for `--rounds` rounds, so drifting machine load hits them alike; medians over all
-timed steps (the first round is a warm-up and is not counted).
+tokens (`--max-new-tokens`), stop at EOS) and reward (TTRL's majority vote: 1 if a completion's answer is
+the group's plurality answer) for every contender, one thread. The contenders alternate in one process,
+`--steps` optimizer steps each per round, for `--rounds` rounds, so drifting machine load hits them alike;
+medians over all timed steps (the first round is a warm-up and is not counted).
 
 - `trl`: `trl.GRPOTrainer` with its defaults (TRL 1.16: beta 0, loss `dapo`, gradient checkpointing on)
   except what must match: batch 128 = 16 prompts x 8 generations, max_completion_length = the budget, temperature 0.6,

@@ -191,8 +191,13 @@ def test_demo_unwritable_out(capsys, tmp_path):
     assert_error(cuma(capsys, "demo", "--out", tmp_path / "file" / "sub" / "x.jsonl"), "demo", "--out")
 
 
-@pytest.mark.parametrize("args, parts", [(["--samples", "0"], ["--samples must be >= 1"]),
-                                         (["--steps", "0"], ["steps must be a positive int"])])
+@pytest.mark.parametrize("args, parts", [
+    (["--samples", "0"], ["--samples must be >= 1"]),
+    (["--steps", "0"], ["steps must be a positive int"]),
+    (["--reasoning-share", "1.5"], ["reasoning_share must be in [0, 1]"]),
+    (["--unanswered-share", "0,0"], ["unanswered_share must be 5 shares in [0, 1]"]),
+    (["--unanswered-share", "0,x"], ["--unanswered-share", "comma-separated numbers"]),
+])
 def test_base_errors_go_to_stderr_with_the_prefix(capsys, args, parts):
     assert_error(cuma(capsys, "base", *args), "base", *parts)
 
