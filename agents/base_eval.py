@@ -166,7 +166,7 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
                 torch.manual_seed(seed * 1000 + level)
                 sampled = generate_completions(model, tokenizer, prompts, samples=samples, temperature=temperature,
                                                max_new_tokens=max_new_tokens, batch_size=batch_size)
-            greedy_hits = pass_hits = maj_hits = masked = unanimous = no_answer = greedy_steps = 0
+            greedy_hits = maj_hits = masked = unanimous = no_answer = greedy_steps = 0
             route_hits = {True: [0, 0], False: [0, 0]}  # writes steps -> [right, answered completions]
             by_cluster: dict[int, list[int]] = {}
             for problem, g, group in zip(problems, greedy, sampled):
@@ -174,12 +174,11 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
                 greedy_steps += writes_steps(g[0])
                 answers = [extract_answer(text) for text in group]
                 no_answer += sum(a is None for a in answers)
-                for text, answer in zip(group, answers):
+                for text, answer in zip(group, answers):  # each answer graded once (equivalence is not free)
                     if answer is not None:
                         hits = route_hits[writes_steps(text)]
                         hits[0] += matches_reference(answer, problem.answer)
                         hits[1] += 1
-                pass_hits += sum(matches_reference(a, problem.answer) for a in answers)
                 vote = majority_vote(answers, min_votes=2)  # label = plurality answer even when masked
                 masked += bool(vote.masked)
                 right = vote.label is not None and matches_reference(vote.label, problem.answer)
@@ -187,7 +186,8 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
                 unanimous += vote.count == samples
                 by_cluster.setdefault(int(vote.count), []).append(int(right))
             results.append(LevelStats(
-                level=level, n=n, greedy=greedy_hits / n, pass1=pass_hits / (n * samples), maj=maj_hits / n,
+                level=level, n=n, greedy=greedy_hits / n,
+                pass1=(route_hits[True][0] + route_hits[False][0]) / (n * samples), maj=maj_hits / n,
                 masked=masked / n, unanimous=unanimous / n, no_answer=no_answer / (n * samples),
                 greedy_steps=greedy_steps / n, steps=route_hits[True][1] / (n * samples),
                 steps_pass1=_rate(*route_hits[True]), bare_pass1=_rate(*route_hits[False]),

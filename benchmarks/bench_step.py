@@ -58,8 +58,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from agents.base_corpus import MAX_COMPLETION_TOKENS  # noqa: E402  (after the path insert)
+
 PROMPTS, GROUP, TEMPERATURE, LR = 16, 8, 0.6, 3e-5
-MAX_NEW = 48  # the default preset's rollout.max_new_tokens (the base's worked steps fit); --max-new-tokens
+MAX_NEW = MAX_COMPLETION_TOKENS  # the default preset's rollout.max_new_tokens; --max-new-tokens
 # The default preset's mask and group skipping on the others' problem mix (levels uniform, no curriculum)
 UNIFORM_LEVELS = ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false")
 

@@ -16,10 +16,11 @@ import torch
 
 import cuma_env  # noqa: F401  (registers the envs)
 from agents.base_cache import ensure_tiny_base
+from agents.base_corpus import MAX_COMPLETION_TOKENS
 from agents.tiny_model import load_tiny_base
 
 
-def sample_group(model, tokenizer, prompt: str, n: int, temperature: float, max_new_tokens: int = 48):
+def sample_group(model, tokenizer, prompt: str, n: int, temperature: float, max_new_tokens: int = MAX_COMPLETION_TOKENS):
     """n completions of one prompt, with their token ids (for the log-likelihood) and texts."""
     enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():

@@ -24,7 +24,7 @@ def main(steps: int = 40, n_per_level: int = 50) -> dict:
     learner = Learner(policy, config.train, config.rollout.group_size)  # GRPOLoss + AdamW + warm-up/cosine
     problems, template = bench_problems("arith", n_per_level=n_per_level)
 
-    before = evaluate(policy, problems, template, max_new_tokens=48)
+    before = evaluate(policy, problems, template, max_new_tokens=config.rollout.max_new_tokens)
     print(format_table(before, "held-out before:"))
     trained = []
     for step in range(1, config.train.steps + 1):
@@ -36,7 +36,7 @@ def main(steps: int = 40, n_per_level: int = 50) -> dict:
             masked = statistics.fmean(i["masked"] for i in batch.infos)
             print(f"step {step}: agreement {agreement:.2f}, masked {masked:.2f}, trained groups "
                   f"{stats.trained_groups}, level {rollout.summary()['level']}")
-    after = evaluate(policy, problems, template, max_new_tokens=48)
+    after = evaluate(policy, problems, template, max_new_tokens=config.rollout.max_new_tokens)
     print(format_table(after, "held-out after:"))
     rollout.shutdown()
     return {"before": before, "after": after, "trained_groups": trained, "level": rollout.summary()["level"]}
