@@ -69,7 +69,7 @@ def model_source(path: str) -> str:
     """The directory or hub id to load: `tiny` resolves to the cached embedded base (built if missing); only
     what looks like `owner/name` and is not a local path is a hub id (`agents.config.is_hub_id`)."""
     if path == TINY_MODEL:
-        from agents.base_cache import ensure_tiny_base
+        from agents.tiny.cache import ensure_tiny_base
 
         return str(ensure_tiny_base(progress=True))  # a bar only when a base is trained (then cached)
     return path if is_hub_id(path) else str(Path(path).expanduser())

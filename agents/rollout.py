@@ -2,7 +2,7 @@
 
 One call of `Rollout.collect()` gives one optimizer step's data: `prompts_per_step` groups of `group_size`
 responses. The env batch holds all of them (B = P x G, so one `generate` call samples the whole step), the
-collector writes them into a replay buffer whose write transform is `cuma_env.group_vote.GroupVote`: it votes
+collector writes them into a replay buffer whose write transform is `cuma_env.torchrl.group_vote.GroupVote`: it votes
 per group, tells the curriculum (`observe`), writes rewards and group-normalised advantages, and drops
 masked groups (option: keep them with zero advantage). For `self_certainty` the collector's `postproc`
 adds each response's self-certainty before the vote.
@@ -227,7 +227,7 @@ class Rollout:
 
     def _self_certainty(self, td: Any) -> Any:
         """Collector postproc for the Intuitor reward: one self-certainty value per response."""
-        from cuma_env.torch_stats import response_self_certainty
+        from cuma_env.torchrl.token_stats import response_self_certainty
 
         rows = td.batch_size[0]
         size = self.config.train.micro_batch or rows  # one forward over all rows holds all their logits at once

@@ -40,8 +40,8 @@ def build_model_dir(shape: str, folder: Path) -> Path:
     the batch is synthetic token ids; only the logits' width matters for memory)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from agents.base_config import TinyBaseConfig
-    from agents.tokenizer import build_char_tokenizer, save_char_tokenizer
+    from agents.tiny.config import TinyBaseConfig
+    from agents.tiny.tokenizer import build_char_tokenizer, save_char_tokenizer
 
     tokenizer = build_char_tokenizer(TinyBaseConfig().merges, model_max_length=SHAPES[shape]["max_position_embeddings"])
     config = Qwen2Config(**SHAPES[shape], eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)

@@ -58,7 +58,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agents.base_corpus import MAX_COMPLETION_TOKENS  # noqa: E402  (after the path insert)
+from agents.tiny.corpus import MAX_COMPLETION_TOKENS  # noqa: E402  (after the path insert)
 
 PROMPTS, GROUP, TEMPERATURE, LR = 16, 8, 0.6, 3e-5
 MAX_NEW = MAX_COMPLETION_TOKENS  # the default preset's rollout.max_new_tokens; --max-new-tokens
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    from agents.base_cache import ensure_tiny_base
+    from agents.tiny.cache import ensure_tiny_base
 
     base = str(args.base) if args.base else str(ensure_tiny_base(progress=True))
     contenders: list = []

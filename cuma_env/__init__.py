@@ -30,7 +30,7 @@ register_all()
 
 def make_torchrl_env(env_id: str, **kwargs: Any):
     """The same episode as a TorchRL env (batch = the group). Imports torch/torchrl on first call."""
-    from cuma_env.torchrl_env import make_torchrl_env as _make
+    from cuma_env.torchrl.env import make_torchrl_env as _make
 
     return _make(env_id, **kwargs)
 

@@ -136,13 +136,13 @@ def load_policy(kind: str, *, temperature: float = 0.6, seed: int = 0, max_new_t
 
     torch.set_num_threads(1)
     if kind == "random":
-        from agents.tiny_model import build_tiny_model
+        from agents.tiny.model import build_tiny_model
 
         model, tokenizer = build_tiny_model(seed=seed)
     elif kind == "tiny-base":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from agents.base_cache import ensure_tiny_base
+        from agents.tiny.cache import ensure_tiny_base
 
         path = ensure_tiny_base(progress=sys.stderr.isatty())  # first use installs the published weights
         model, tokenizer = AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
@@ -258,7 +258,7 @@ def train_schedule(label: str, config: Any, run_dir: Path) -> tuple[list[dict[st
 
 def random_base(out: Path, seed: int) -> str:
     """`--policy random --train`: the tiny architecture with random weights, saved for the agent to load."""
-    from agents.tiny_model import build_tiny_model
+    from agents.tiny.model import build_tiny_model
 
     model, tokenizer = build_tiny_model(seed=seed)
     model.save_pretrained(out / "random-base")

@@ -15,9 +15,9 @@ import gymnasium as gym
 import torch
 
 import cuma_env  # noqa: F401  (registers the envs)
-from agents.base_cache import ensure_tiny_base
-from agents.base_corpus import MAX_COMPLETION_TOKENS
-from agents.tiny_model import load_tiny_base
+from agents.tiny.cache import ensure_tiny_base
+from agents.tiny.corpus import MAX_COMPLETION_TOKENS
+from agents.tiny.model import load_tiny_base
 
 
 def sample_group(model, tokenizer, prompt: str, n: int, temperature: float, max_new_tokens: int = MAX_COMPLETION_TOKENS):

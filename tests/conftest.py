@@ -26,7 +26,7 @@ def _one_thread() -> None:
 def tiny_base_dir() -> "os.PathLike[str]":
     """The default tiny base, from the same cache every command uses ($CUMA_CACHE_DIR, else ~/.cache/cuma),
     so the suite and the commands it runs (`cuma train`, `cuma calibrate`, ...) build it at most once."""
-    from agents.base_cache import ensure_tiny_base
+    from agents.tiny.cache import ensure_tiny_base
 
     _one_thread()
     return ensure_tiny_base(progress=False)
@@ -35,8 +35,8 @@ def tiny_base_dir() -> "os.PathLike[str]":
 @pytest.fixture(scope="session")
 def tiny_random_model():
     """(model, tokenizer): the tiny base's architecture and tokenizer with random weights (instant)."""
-    from agents.base_config import TinyBaseConfig
-    from agents.tiny_model import build_tiny_model
+    from agents.tiny.config import TinyBaseConfig
+    from agents.tiny.model import build_tiny_model
 
     _one_thread()
     model, tokenizer = build_tiny_model(TinyBaseConfig())

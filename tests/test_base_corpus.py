@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from agents.base_corpus import (MAX_COMPLETION_TOKENS, UNANSWERED_TEXT, boxed, completion_for, worked_steps,
+from agents.tiny.corpus import (MAX_COMPLETION_TOKENS, UNANSWERED_TEXT, boxed, completion_for, worked_steps,
                                 writes_steps)
 from cuma_env.answers import extract_answer
 from cuma_env.arithmetic import ArithmeticSource
@@ -38,7 +38,7 @@ def test_every_worked_step_is_exact_and_ends_at_the_answer():
 
 
 def test_the_longest_completions_fit_the_generation_budget():
-    from agents.tokenizer import build_char_tokenizer
+    from agents.tiny.tokenizer import build_char_tokenizer
 
     tok = build_char_tokenizer()
     source = ArithmeticSource(split="train")
@@ -76,8 +76,8 @@ def test_reasoning_is_latent_in_the_default_base(tiny_base_dir):
     """What makes a label-free gain possible on the default base (docs/label-free-tiny-world.md): on level 3
     greedy decoding gives a bare answer, some samples write steps, and those are right more often, so the
     majority beats greedy there."""
-    from agents.base_eval import evaluate_base
-    from agents.tiny_model import load_tiny_base
+    from agents.tiny.profile import evaluate_base
+    from agents.tiny.model import load_tiny_base
 
     model, tokenizer = load_tiny_base(tiny_base_dir)
     stats = evaluate_base(model, tokenizer, n_per_level=60, levels=(3,), samples=8).level(3)

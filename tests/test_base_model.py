@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.base_config import TinyBaseConfig
+from agents.tiny.config import TinyBaseConfig
 
 QUICK = dict(steps=4, batch_size=8, warmup_steps=2)  # a build that takes well under a second
 
@@ -36,7 +36,7 @@ def test_config_key_is_stable_and_sensitive():
 def test_random_model_architecture(tiny_random_model):
     import torch
 
-    from agents.tiny_model import count_parameters
+    from agents.tiny.model import count_parameters
 
     model, tokenizer = tiny_random_model
     cfg = model.config
@@ -53,9 +53,9 @@ def test_random_model_architecture(tiny_random_model):
 
 
 def test_training_examples_mask_the_prompt():
-    from agents.base_corpus import boxed as completion_text
-    from agents.base_training import IGNORE_INDEX, encode_examples
-    from agents.tokenizer import build_char_tokenizer
+    from agents.tiny.corpus import boxed as completion_text
+    from agents.tiny.training import IGNORE_INDEX, encode_examples
+    from agents.tiny.tokenizer import build_char_tokenizer
 
     tok = build_char_tokenizer()
     prompts = ["What is 1 + 2? Answer in \\boxed{}.", "What is 10 + 20? Answer in \\boxed{}."]
@@ -70,8 +70,8 @@ def test_training_examples_mask_the_prompt():
 
 # ---------------------------------------------------------------- determinism and cache
 def test_same_config_and_seed_give_the_same_weights():
-    from agents.base_training import train_tiny_base
-    from agents.tiny_model import weights_hash
+    from agents.tiny.training import train_tiny_base
+    from agents.tiny.model import weights_hash
 
     config = TinyBaseConfig(**QUICK)
     first = weights_hash(train_tiny_base(config, progress=False).model)
@@ -82,10 +82,10 @@ def test_same_config_and_seed_give_the_same_weights():
 def test_cache_builds_once_loads_with_auto_classes_and_rebuilds(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import agents.base_training
-    from agents.base_cache import base_path, ensure_tiny_base, is_built, read_metadata
-    from agents.tiny_model import weights_hash
-    from agents.tokenizer import check_char_tokenizer
+    import agents.tiny.training
+    from agents.tiny.cache import base_path, ensure_tiny_base, is_built, read_metadata
+    from agents.tiny.model import weights_hash
+    from agents.tiny.tokenizer import check_char_tokenizer
 
     config = TinyBaseConfig(**QUICK)
     monkeypatch.setenv("CUMA_CACHE_DIR", str(tmp_path))
@@ -103,7 +103,7 @@ def test_cache_builds_once_loads_with_auto_classes_and_rebuilds(tmp_path, monkey
     def boom(*args, **kwargs):
         raise AssertionError("a cached base must not be trained again")
 
-    monkeypatch.setattr(agents.base_training, "train_tiny_base", boom)
+    monkeypatch.setattr(agents.tiny.training, "train_tiny_base", boom)
     assert ensure_tiny_base(config, progress=False) == path
     with pytest.raises(AssertionError):
         ensure_tiny_base(config, progress=False, rebuild=True)
@@ -115,8 +115,8 @@ def test_cache_builds_once_loads_with_auto_classes_and_rebuilds(tmp_path, monkey
 
 
 def test_concurrent_builds_share_one_entry(tmp_path):
-    code = ("import sys; from agents.base_cache import ensure_tiny_base, read_metadata; "
-            "from agents.base_config import TinyBaseConfig; "
+    code = ("import sys; from agents.tiny.cache import ensure_tiny_base, read_metadata; "
+            "from agents.tiny.config import TinyBaseConfig; "
             f"p = ensure_tiny_base(TinyBaseConfig(**{QUICK!r}), cache_dir=sys.argv[1], progress=False); "
             "print(p, read_metadata(p)['weights_sha256'])")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -136,9 +136,9 @@ def test_built_base_loads_and_left_padding_does_not_change_greedy_output(tiny_ba
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from agents.base_cache import read_metadata
-    from agents.base_corpus import UNANSWERED_TEXT
-    from agents.base_eval import generate_completions
+    from agents.tiny.cache import read_metadata
+    from agents.tiny.corpus import UNANSWERED_TEXT
+    from agents.tiny.profile import generate_completions
 
     assert read_metadata(tiny_base_dir)["config"] == TinyBaseConfig().to_dict()
     model = AutoModelForCausalLM.from_pretrained(tiny_base_dir).eval()
@@ -159,8 +159,8 @@ def test_built_base_loads_and_left_padding_does_not_change_greedy_output(tiny_ba
 
 @pytest.mark.slow
 def test_built_base_is_weak_and_graded(tiny_base_dir):
-    from agents.base_eval import evaluate_base
-    from agents.tiny_model import load_tiny_base
+    from agents.tiny.profile import evaluate_base
+    from agents.tiny.model import load_tiny_base
 
     model, tokenizer = load_tiny_base(tiny_base_dir)
     report = evaluate_base(model, tokenizer, n_per_level=60, samples=8, temperature=0.6)
@@ -192,7 +192,7 @@ def test_cuma_base_command_prints_and_writes_the_profile(tiny_base_dir, tmp_path
 
 
 def test_majority_gain_is_maj_minus_greedy_and_the_verdict_names_the_levels():
-    from agents.base_eval import BaseReport, LevelStats
+    from agents.tiny.profile import BaseReport, LevelStats
 
     def stats(level, greedy, maj):
         return LevelStats(level=level, n=10, greedy=greedy, pass1=0.5, maj=maj, masked=0.0, unanimous=0.0,

@@ -231,7 +231,7 @@ def test_reproduce_overrides_after_methods_are_overrides(capsys, tmp_path):
 
 def test_reproduce_refuses_to_replace_an_arm_run_with_another_config(capsys, tmp_path):
     from agents.config import save_config
-    from agents.reproduce import different_runs, method_config, quick_budget
+    from agents.experiments.reproduce import different_runs, method_config, quick_budget
 
     arm = tmp_path / "out" / "runs" / "ttrl-s0"
     arm.mkdir(parents=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import agents.base_cache
-import agents.base_eval
+import agents.tiny.cache
+import agents.tiny.profile
 from cli_helpers import assert_error, cuma
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +25,10 @@ def _no_work(*args, **kwargs):
 @pytest.fixture
 def no_work(monkeypatch):
     """Any training of a base, loading of a base or evaluation fails the test: the checks must come first."""
-    monkeypatch.setattr(agents.base_cache, "_build_into", _no_work)
-    monkeypatch.setattr(agents.base_cache, "ensure_tiny_base", _no_work)
-    monkeypatch.setattr(agents.base_eval, "evaluate_base", _no_work)
-    monkeypatch.setattr(agents.base_eval, "generate_completions", _no_work)
+    monkeypatch.setattr(agents.tiny.cache, "_build_into", _no_work)
+    monkeypatch.setattr(agents.tiny.cache, "ensure_tiny_base", _no_work)
+    monkeypatch.setattr(agents.tiny.profile, "evaluate_base", _no_work)
+    monkeypatch.setattr(agents.tiny.profile, "generate_completions", _no_work)
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def test_base_out_in_proc(capsys, no_work):
 
 
 def test_base_cache_dir_that_cannot_be_created(capsys, monkeypatch, tmp_path, a_file):
-    monkeypatch.setattr(agents.base_cache, "_build_into", _no_work)
-    monkeypatch.setattr(agents.base_eval, "evaluate_base", _no_work)
+    monkeypatch.setattr(agents.tiny.cache, "_build_into", _no_work)
+    monkeypatch.setattr(agents.tiny.profile, "evaluate_base", _no_work)
     out = tmp_path / "o"
     line = assert_error(cuma(capsys, "base", "--cache-dir", a_file / "x", "--out", out), "base",
                         f"--cache-dir {a_file / 'x'}", "cannot create the model cache directory")
@@ -85,7 +85,7 @@ def test_demo_out_in_proc(capsys, no_work):
     ["train", "--out", "{tmp}/t", "train.steps=1"],
 ])
 def test_a_bad_cache_dir_is_named(capsys, monkeypatch, tmp_path, a_file, argv):
-    monkeypatch.setattr(agents.base_cache, "_build_into", _no_work)
+    monkeypatch.setattr(agents.tiny.cache, "_build_into", _no_work)
     monkeypatch.setenv("CUMA_CACHE_DIR", str(a_file / "x"))
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert_error(cuma(capsys, *argv), argv[0],
@@ -95,7 +95,7 @@ def test_a_bad_cache_dir_is_named(capsys, monkeypatch, tmp_path, a_file, argv):
 
 def test_ensure_tiny_base_raises_an_oserror_naming_the_cache(a_file):
     with pytest.raises(NotADirectoryError, match="cannot create the model cache directory"):
-        agents.base_cache.ensure_tiny_base(cache_dir=a_file / "x", progress=False)
+        agents.tiny.cache.ensure_tiny_base(cache_dir=a_file / "x", progress=False)
 
 
 # --- python -m agents.commands.base|demo -------------------------------------------------------------

@@ -16,7 +16,7 @@ from torchrl.modules.llm import TransformersWrapper  # noqa: E402
 from torchrl.objectives.llm import MCAdvantage  # noqa: E402
 
 from cuma_env import EpisodeConfig, Problem, make_torchrl_env, score_group  # noqa: E402
-from cuma_env.group_vote import GroupVote, group_advantage  # noqa: E402
+from cuma_env.torchrl.group_vote import GroupVote, group_advantage  # noqa: E402
 
 G = 4
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from agents.base_config import TinyBaseConfig
+from agents.tiny.config import TinyBaseConfig
 
 QUICK = dict(steps=4, batch_size=8, warmup_steps=2)
 
@@ -21,26 +21,26 @@ def _no_training(*args, **kwargs):
 def quick_training(monkeypatch):
     """Training the default config runs a real warm-up of 4 steps instead of 600 (~105 s): what these tests
     check is which path ran and what it recorded."""
-    import agents.base_training
+    import agents.tiny.training
 
-    real = agents.base_training.train_tiny_base
-    monkeypatch.setattr(agents.base_training, "train_tiny_base",
+    real = agents.tiny.training.train_tiny_base
+    monkeypatch.setattr(agents.tiny.training, "train_tiny_base",
                         lambda config, progress=True, callback=None: real(config.replace(**QUICK), progress=False))
 
 
 def test_the_default_base_is_installed_from_the_published_weights(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import agents.base_training
-    from agents.base_cache import ensure_tiny_base, read_metadata
-    from agents.published_base import PUBLISHED, published_weights
-    from agents.tiny_model import weights_hash
-    from agents.tokenizer import check_char_tokenizer
+    import agents.tiny.training
+    from agents.tiny.cache import ensure_tiny_base, read_metadata
+    from agents.tiny.published import PUBLISHED, published_weights
+    from agents.tiny.model import weights_hash
+    from agents.tiny.tokenizer import check_char_tokenizer
 
     config = TinyBaseConfig()
     assert published_weights(config) is not None
     assert published_weights(TinyBaseConfig(**QUICK)) is None and published_weights(config.replace(seed=1)) is None
-    monkeypatch.setattr(agents.base_training, "train_tiny_base", _no_training)
+    monkeypatch.setattr(agents.tiny.training, "train_tiny_base", _no_training)
     path = ensure_tiny_base(config, cache_dir=tmp_path, progress=False)
     meta = read_metadata(path)
     assert meta["source"] == "published" and meta["key"] == config.key() and meta["config"] == config.to_dict()
@@ -52,8 +52,8 @@ def test_the_default_base_is_installed_from_the_published_weights(tmp_path, monk
 
 
 def test_a_damaged_published_file_is_refused_and_leaves_no_entry(tmp_path, monkeypatch):
-    import agents.published_base as published
-    from agents.base_cache import base_path, ensure_tiny_base
+    import agents.tiny.published as published
+    from agents.tiny.cache import base_path, ensure_tiny_base
 
     config = TinyBaseConfig()
     copy = tmp_path / "published"
@@ -71,8 +71,8 @@ def test_a_damaged_published_file_is_refused_and_leaves_no_entry(tmp_path, monke
 
 
 def test_an_old_local_build_is_replaced_but_a_deliberate_one_is_kept(tmp_path, quick_training):
-    from agents.base_cache import ensure_tiny_base, read_metadata
-    from agents.published_base import PUBLISHED
+    from agents.tiny.cache import ensure_tiny_base, read_metadata
+    from agents.tiny.published import PUBLISHED
 
     config = TinyBaseConfig()
     published_sha = PUBLISHED[config.key()]["weights_sha256"]

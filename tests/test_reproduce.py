@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from agents.reproduce import (METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE, Budget, RunRecord, _split_evenly,
+from agents.experiments.reproduce import (METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE, Budget, RunRecord, _split_evenly,
                               method_config, quick_budget)
-from agents.base_cache import read_metadata
-from agents.reproduce_report import aggregate, format_table, goal_checks
+from agents.tiny.cache import read_metadata
+from agents.experiments.report import aggregate, format_table, goal_checks
 
 SMALL = ("rollout.prompts_per_step=4", "eval.n_per_level=8", "eval.samples=2")
 KEYS = {"mean_acc", "per_level", "pass1_t06", "collapse", "wall_s"}
@@ -84,7 +84,7 @@ def test_aggregate_means_over_seeds_and_judges_the_targets():
 
 @pytest.fixture(scope="module")
 def small_reproduce(tiny_base_dir, tmp_path_factory):
-    from agents.reproduce import reproduce
+    from agents.experiments.reproduce import reproduce
 
     out = tmp_path_factory.mktemp("reproduce")
     budget = quick_budget(3, overrides=[f"model.path={tiny_base_dir}", *SMALL])
@@ -126,7 +126,7 @@ def test_a_tiny_reproduce_writes_results_table_and_png(small_reproduce):
 
 @pytest.mark.slow
 def test_a_second_call_reuses_finished_arms(small_reproduce):
-    from agents.reproduce import reproduce
+    from agents.experiments.reproduce import reproduce
 
     out, results, budget, _ = small_reproduce
     mtime = (out / "runs" / "ttrl-s0" / "summary.json").stat().st_mtime
@@ -136,7 +136,7 @@ def test_a_second_call_reuses_finished_arms(small_reproduce):
 
 
 def test_the_header_says_when_the_arms_were_reused_from_an_earlier_invocation():
-    from agents.reproduce_report import format_table
+    from agents.experiments.report import format_table
 
     results = {"base": {"mean_acc": 0.4, "per_level": [0.4] * 5, "peak_per_level": [0.4] * 5, "peak_mean_acc": 0.4,
                         "pass1_t06": 0.3, "collapse": 0.05, "wall_s": 3.0, "labels": None, "n_seeds": 1}}

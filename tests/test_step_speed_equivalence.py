@@ -16,7 +16,7 @@ from agents import generator as generator_module
 from agents import rollout as rollout_module
 from agents.rollout import Rollout
 import cuma_env
-from cuma_env.torchrl_env import _InPlaceCompose
+from cuma_env.torchrl.env import _InPlaceCompose
 
 PADDED_KEYS = [("tokens", "full"), ("tokens", "prompt"), ("tokens", "response"), ("masks", "all_attention_mask")]
 KEYS = ["advantage", ("next", "reward"), ("next", "masked"), "level", "done", ("next", "done")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.tokenizer import (BOXED_TOKEN, CHARSET, COMPACT_PHRASES, DEFAULT_MERGES, EOS_TOKEN, PAD_TOKEN,
+from agents.tiny.tokenizer import (BOXED_TOKEN, CHARSET, COMPACT_PHRASES, DEFAULT_MERGES, EOS_TOKEN, PAD_TOKEN,
                               UNK_TOKEN, build_char_tokenizer, vocabulary)
 from cuma_env.arithmetic import SPLITS, ArithmeticSource
 from cuma_env.problems import LEVELS
@@ -64,7 +64,7 @@ def test_save_and_load_round_trip_next_to_a_qwen2_config(tokenizer, tmp_path, tr
     """AutoTokenizer must not swap in Qwen2Tokenizer (transformers 5 does for model_type qwen2)."""
     from transformers import AutoTokenizer, Qwen2Config
 
-    from agents.tokenizer import check_char_tokenizer, save_char_tokenizer
+    from agents.tiny.tokenizer import check_char_tokenizer, save_char_tokenizer
 
     Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                 num_attention_heads=2, num_key_value_heads=2).save_pretrained(tmp_path)
@@ -87,7 +87,7 @@ def test_save_and_load_round_trip_next_to_a_qwen2_config(tokenizer, tmp_path, tr
 
 
 def test_check_rejects_a_swapped_tokenizer(tokenizer):
-    from agents.tokenizer import check_char_tokenizer
+    from agents.tiny.tokenizer import check_char_tokenizer
 
     with pytest.raises(RuntimeError, match="does not match"):
         check_char_tokenizer(build_char_tokenizer(merges=()))

@@ -18,8 +18,8 @@ from torchrl.modules.llm import TransformersWrapper  # noqa: E402
 
 import cuma_env  # noqa: E402
 from cuma_env import Completions, CuMaEnv, EpisodeConfig, Problem, make_torchrl_env, score_group  # noqa: E402
-from cuma_env.torch_stats import response_self_certainty, self_certainty_from_logits  # noqa: E402
-from cuma_env.torchrl_env import TORCHRL_KWARGS, read_responses  # noqa: E402
+from cuma_env.torchrl.token_stats import response_self_certainty, self_certainty_from_logits  # noqa: E402
+from cuma_env.torchrl.env import TORCHRL_KWARGS, read_responses  # noqa: E402
 
 G = 4
 
@@ -226,7 +226,7 @@ def test_bad_kwargs_give_clear_errors(tiny):
 def test_self_certainty_under_bf16_autocast_projects_in_float32(tiny_base_dir, monkeypatch):
     """On CUDA the policy runs under bf16 autocast; self-certainty's last projection stays float32, which
     brings it closer to the float32 value than bf16 logits do (CPU autocast here; same code path)."""
-    import cuma_env.torch_stats as torch_stats
+    import cuma_env.torchrl.token_stats as torch_stats
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cuma_env.arithmetic import ArithmeticSource

@@ -43,7 +43,7 @@ def test_skewed_pool_has_math_proportions_and_a_size():
 
 def test_the_nocurated_arm_trains_on_the_pool_the_patch_built_before():
     """The same problems, level by level, as reproduce's former `nocurated_pool(config)` + patched make_source."""
-    from agents.reproduce import Budget, method_config
+    from agents.experiments.reproduce import Budget, method_config
 
     for seed, levels in ((0, None), (3, [2, 3, 5])):
         config = method_config("cuma_nocurated", 0, Budget(steps=10))

@@ -17,7 +17,7 @@ from agents.learner import GRPOLoss, Learner, OnPolicyGRPOLoss, lr_factor
 from agents.policy import build_policy, render_prompts
 from agents.rollout import Rollout, make_probe
 from agents.run_outputs import EVAL_COLUMNS, METRIC_COLUMNS, read_csv
-from agents.tiny_model import load_tiny_base
+from agents.tiny.model import load_tiny_base
 from agents.trainer import Trainer
 
 SMALL = ["rollout.prompts_per_step=4", "eval.n_per_level=8", "eval.samples=2", "output.progress=false",

@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.n_per_level < 1 or args.samples < 1 or args.temperature <= 0:
         return fail("base", f"--n-per-level and --samples must be >= 1 and --temperature > 0, got "
                             f"{args.n_per_level}, {args.samples} and {args.temperature:g}")
-    from agents.base_cache import ensure_tiny_base, read_metadata
-    from agents.base_config import TinyBaseConfig
-    from agents.base_eval import evaluate_base
-    from agents.tiny_model import count_parameters, load_tiny_base
+    from agents.tiny.cache import ensure_tiny_base, read_metadata
+    from agents.tiny.config import TinyBaseConfig
+    from agents.tiny.profile import evaluate_base
+    from agents.tiny.model import count_parameters, load_tiny_base
 
     changes = {"seed": args.seed}
     for name in ("steps", "reasoning_share", "unanswered_share"):
@@ -118,7 +118,7 @@ def _shares(text: str) -> tuple[float, ...]:
 def base_identity(meta: dict) -> str:
     """Whether a base's numbers can be compared with the published ones (a local build of the default
     config on another CPU is another base)."""
-    from agents.published_base import PUBLISHED
+    from agents.tiny.published import PUBLISHED
 
     record = PUBLISHED.get(meta.get("key", ""))
     if record is None:

@@ -88,7 +88,7 @@ def _load_model(name: str, device_name: str, dtype_name: str):
     dtype = resolve_dtype(dtype_name, device)
     source = model_source(name)
     if (Path(source) / "cuma_base.json").is_file():
-        from agents.tiny_model import load_tiny_base
+        from agents.tiny.model import load_tiny_base
 
         model, tokenizer = load_tiny_base(source)
         model.to(device)
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         records, default_template, is_arith = _load_records(args)
     except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("calibrate", exc)
-    from agents.base_corpus import MAX_COMPLETION_TOKENS
+    from agents.tiny.corpus import MAX_COMPLETION_TOKENS
     from agents.policy import BackendUnavailable
 
     try:

@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import cuma_env  # noqa: F401  (registers the envs)
-    from agents.base_cache import ensure_tiny_base
-    from agents.base_eval import generate_completions
-    from agents.tiny_model import load_tiny_base
+    from agents.tiny.cache import ensure_tiny_base
+    from agents.tiny.profile import generate_completions
+    from agents.tiny.model import load_tiny_base
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)

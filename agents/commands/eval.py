@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         problems, template = bench_problems(args.bench, n, levels=args.levels, data_dir=args.data_dir, seed=0)
     except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("eval", exc)
-    from agents.base_corpus import MAX_COMPLETION_TOKENS
+    from agents.tiny.corpus import MAX_COMPLETION_TOKENS
     from agents.policy import BackendUnavailable, build_policy
 
     max_new = args.max_new_tokens or (MAX_COMPLETION_TOKENS if args.bench == "arith" else 1024)

@@ -13,7 +13,7 @@ Writes to --out (default runs/reproduce-<date>-<time>): results.json, results.md
 run_info.json, and runs/<method>-s<seed>/ (each a normal `cuma train` run directory). Methods: base, ttrl,
 intuitor, oracle, cuma, cuma_nomask, cuma_nocurriculum, cuma_nocurated, cuma_gated (default: all of them).
 Every arm except cuma_nocurated trains on the balanced procedural train split (the tiny world's curated
-data); cuma_nocurated trains on a MATH-skewed pool of it (few easy problems). See agents/reproduce.py.
+data); cuma_nocurated trains on a MATH-skewed pool of it (few easy problems). See agents/experiments/reproduce.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from agents.reproduce import FULL_STEPS, METHOD_ORDER, QUICK_STEPS
+    from agents.experiments.reproduce import FULL_STEPS, METHOD_ORDER, QUICK_STEPS
 
     parser = subparsers.add_parser("reproduce", help="the paper's comparison and ablations on the tiny base",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,9 +52,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
     from agents.config import ConfigError
-    from agents.reproduce import (METHOD_ORDER, DifferentRunError, different_runs, full_budget, method_config,
+    from agents.experiments.reproduce import (METHOD_ORDER, DifferentRunError, different_runs, full_budget, method_config,
                                   quick_budget, reproduce)
-    from agents.reproduce_report import format_table
+    from agents.experiments.report import format_table
 
     items = [m for item in (args.methods or []) for m in item.split(",") if m]
     overrides = [*(m for m in items if "=" in m), *args.overrides]  # `--methods a b key=value`: an override

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backends import Completion, GeneratorError, GeneratorSpecError, Messages, SamplingParams
+from .generator_types import Completion, GeneratorError, GeneratorSpecError, Messages, SamplingParams
 from .prompts import render_plain
 
 

@@ -1,6 +1,6 @@
 """`cuma reproduce`: the paper's comparison (Table 2 and the ablations) in miniature, on the embedded tiny base.
 
-    from agents.reproduce import Budget, reproduce
+    from agents.experiments.reproduce import Budget, reproduce
     results = reproduce(out_dir, methods=["base", "ttrl", "cuma_gated"], seeds=[0], budget=Budget(steps=60))
     # out_dir/results.json, results.md (the table), comparison.png, run_info.json, runs/<method>-s<seed>/
 
@@ -41,37 +41,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.train_pool import SKEWED_POOL_SIZE as NOCURATED_POOL_SIZE
+from agents.experiments.arms import METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE, MethodSpec
 from curricula.mixing import MATH_LEVEL_COUNTS
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    preset: str | None            # None: no training (the base evaluation)
-    labels: str                   # what of the ground truth the training loop reads: "none" or "reward"
-    description: str
-    pool: str = "procedural"      # procedural (balanced train split) | skewed (MATH-like, few easy problems)
-    overrides: tuple[str, ...] = ()
-
-
-METHODS: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("base", None, "none", "the start model, evaluated (no training)"),
-    MethodSpec("ttrl", "tiny-ttrl", "none",
-               "TTRL: majority-vote reward, no mask, levels uniform, the unanswered vote as one (its code)"),
-    MethodSpec("intuitor", "tiny-intuitor", "none", "Intuitor: self-certainty reward, levels uniform"),
-    MethodSpec("oracle", "tiny-oracle", "reward", "GRPO with the ground-truth reward (labelled upper bound)"),
-    MethodSpec("cuma", "tiny-cuma", "none",
-               "paper-exact CuMa: mask if no answer occurs twice, sequential curriculum D1->D5, curated data"),
-    MethodSpec("cuma_nomask", "tiny-cuma-nomask", "none", "CuMa without the mask"),
-    MethodSpec("cuma_nocurriculum", "tiny-cuma-nocurriculum", "none", "CuMa without the curriculum (uniform)"),
-    MethodSpec("cuma_nocurated", "tiny-cuma", "none",
-               "CuMa without curated data: a MATH-skewed pool with few easy problems", pool="skewed",
-               overrides=("env.pool.kind=skewed", f"env.pool.size={NOCURATED_POOL_SIZE}")),
-    MethodSpec("cuma_gated", "tiny-cuma-gated", "none",
-               "ours: agreement-gated curriculum, next-level probes, collapse guard, mask >= 75% of the group"),
-)}
-METHOD_ORDER: tuple[str, ...] = tuple(METHODS)
 
 
 # Held-out problems per level: the whole L1 (18) and L2 (185) test splits and 400 of L3-L5. With the preset's
@@ -308,7 +281,7 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = METHOD_ORDER, see
     results.md, comparison.png and run_info.json.
     Finished arms with the same configuration are reused, interrupted ones resumed; an arm directory with
     another configuration is a `DifferentRunError` before anything trains, unless `force` replaces it."""
-    from agents.reproduce_report import aggregate, write_outputs
+    from agents.experiments.report import aggregate, write_outputs
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -356,7 +329,7 @@ def _ensure_base(budget: Budget) -> dict[str, Any]:
     """Build the tiny base once, before any arm (parallel workers would otherwise wait on its lock). Returns
     which base the arms start from: its path, and for the tiny base its weights' sha256 and whether they are
     the published ones (a local build of the same config on another CPU is another base)."""
-    from agents.base_cache import ensure_tiny_base, is_built, read_metadata
+    from agents.tiny.cache import ensure_tiny_base, is_built, read_metadata
 
     path = method_config("base", 0, budget).model.path
     built = ensure_tiny_base(progress=True) if path == "tiny" else Path(path).expanduser()

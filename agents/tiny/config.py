@@ -33,7 +33,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from agents.tokenizer import DEFAULT_MERGES, tokenizer_spec, validate_merges
+from agents.tiny.tokenizer import DEFAULT_MERGES, tokenizer_spec, validate_merges
 from cuma_env.problems import LEVELS
 
 # Bump when the training code changes in a way that changes the weights for the same config.
@@ -47,7 +47,7 @@ class TinyBaseConfig:
     Architecture: a Qwen2 decoder (tied embeddings). Tokenizer: characters, each string of `merges`
     one token. Warm-up: the model reads `format_prompt(problem, template)` of the procedural train split
     and learns to emit its completion + `<eos>` (loss on those tokens only), levels drawn uniformly from
-    `levels`. The completion (`agents.base_corpus`) is the bare `\\boxed{<answer>}`, or with probability
+    `levels`. The completion (`agents.tiny.corpus`) is the bare `\\boxed{<answer>}`, or with probability
     `reasoning_share` worked steps before it, or with probability `unanswered_share[level - 1]` no answer
     (`reasoning_share=0` and no unanswered share give the bare-answer corpus of the earlier default).
     AdamW with linear warm-up to `lr` over `warmup_steps`, then `schedule` ("constant" or

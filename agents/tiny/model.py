@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
-from agents.base_config import TinyBaseConfig
-from agents.base_corpus import MAX_COMPLETION_TOKENS
-from agents.tokenizer import build_char_tokenizer, check_char_tokenizer
+from agents.tiny.config import TinyBaseConfig
+from agents.tiny.corpus import MAX_COMPLETION_TOKENS
+from agents.tiny.tokenizer import build_char_tokenizer, check_char_tokenizer
 
 def tiny_qwen2_config(config: TinyBaseConfig, tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
     return Qwen2Config(

@@ -144,5 +144,5 @@ def check_char_tokenizer(tokenizer, merges: tuple[str, ...] = DEFAULT_MERGES) ->
     if got != want or len(tokenizer) != len(reference) or tokenizer.eos_token_id != reference.eos_token_id:
         raise RuntimeError(
             f"tokenizer {type(tokenizer).__name__} does not match the CuMa character tokenizer "
-            f"(probe ids {got[:12]}... vs {want[:12]}...); load the base with agents.tiny_model.load_tiny_base "
+            f"(probe ids {got[:12]}... vs {want[:12]}...); load the base with agents.tiny.model.load_tiny_base "
             "or AutoTokenizer on a directory written by save_char_tokenizer")

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.experiments.arms import METHOD_ORDER, METHODS
+
 GAIN_GOAL = 0.03     # the project's goal (the paper's label-free gain): cuma_gated >= 3 points of mean greedy
                      # accuracy above the base (and above TTRL), with no labels in its loop
 COLLAPSE_SHARE = 0.5  # final held-out greedy answers: one answer for >= half the prompts = collapsed
@@ -23,8 +25,6 @@ _LIST_KEYS = ("per_level", "peak_per_level")
 
 def aggregate(records: Sequence[Any]) -> dict[str, dict[str, Any]]:
     """Per method: the mean over its seeds (plus the per-seed records when there are several)."""
-    from agents.reproduce import METHOD_ORDER, METHODS
-
     by_method: dict[str, list[Any]] = {}
     for r in records:
         by_method.setdefault(r.method, []).append(r)
@@ -65,8 +65,6 @@ def goal_checks(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, boo
 
 
 def format_table(results: Mapping[str, Mapping[str, Any]], info: Mapping[str, Any] | None = None) -> str:
-    from agents.reproduce import METHODS
-
     base = results.get("base", {}).get("mean_acc")
     head = ("| method | labels in loop | L1 | L2 | L3 | L4 | L5 | mean final | Δ vs base | mean peak "
             "| pass@1 T=0.6 | collapse | wall s |")

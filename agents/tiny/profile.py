@@ -3,7 +3,7 @@
 For each level: greedy pass@1; sampled pass@1 at temperature T (k samples per problem); maj@k (the
 plurality answer of the k samples is right; unparseable answers never vote); the masked share (CuMa's mask:
 no answer occurs twice); and the majority's accuracy by the size of the largest cluster, which says whether
-agreement is informative at that level; and which route the completions take (`agents.base_corpus`): the
+agreement is informative at that level; and which route the completions take (`agents.tiny.corpus`): the
 share of greedy and of sampled completions that write worked steps before the answer, and the sampled
 pass@1 with steps and with a bare answer, which says whether reasoning is latent in the base (right more
 often, taken rarely). Batched HF `generate` with left padding.
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from agents.base_corpus import MAX_COMPLETION_TOKENS, writes_steps
+from agents.tiny.corpus import MAX_COMPLETION_TOKENS, writes_steps
 from agents.shared_prefill import generate_with_shared_prefill
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.answers import matches_reference

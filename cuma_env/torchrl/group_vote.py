@@ -34,7 +34,7 @@ from torchrl.envs import Transform
 from cuma_env.episode import EpisodeConfig, score_group
 from cuma_env.problems import Problem, ProblemStream
 from cuma_env.rewards import GroupReward, make_reward
-from cuma_env.torchrl_env import TOKEN_STATS_KEY, as_str_list, read_responses, read_token_stats
+from cuma_env.torchrl.env import TOKEN_STATS_KEY, as_str_list, read_responses, read_token_stats
 
 ProblemLookup = Callable[[Any], Problem | None] | Mapping[Any, Problem]
 

@@ -13,7 +13,7 @@ private `CuMaEnv` (the Gymnasium face) built from the same kwargs, so ids, kwarg
 the Gymnasium face's by construction.
 
 With `batch_size < group_size` (or `scoring="buffer"`) a group's members come in several env batches; the
-env then leaves rewards at 0 and `cuma_env.group_vote.GroupVote` (`env.group_vote()`) scores each group on
+env then leaves rewards at 0 and `cuma_env.torchrl.group_vote.GroupVote` (`env.group_vote()`) scores each group on
 the replay-buffer write path once all its members have arrived.
 """
 
@@ -186,7 +186,7 @@ class GroupScorer(Transform):
             group_ids = set(tensordict.get("group_id").reshape(-1).tolist())
             if len(group_ids) != 1:
                 raise RuntimeError(f"scoring='env' needs one whole group per step, got group ids {group_ids}; "
-                                   "use scoring='buffer' with cuma_env.group_vote.GroupVote")
+                                   "use scoring='buffer' with cuma_env.torchrl.group_vote.GroupVote")
             gid = group_ids.pop()
             problem = ep.pending.get(gid) or _fallback_problem(tensordict, ep.gym.source.name)
             info = ep.score(problem, completions, stats)
@@ -325,7 +325,7 @@ class CuMaTorchRLEnv(TransformedEnv):
         system_prompt, template_kwargs, device: passed to TorchRL's `ChatEnv`.
         seed: seeds problem drawing (also `env.set_seed`); same draws as the Gymnasium face's `reset(seed=)`.
         token_stats_key: optional input key with one float per response (e.g. self-certainty from
-            `cuma_env.torch_stats.self_certainty_from_logits`), required by `reward="self_certainty"`.
+            `cuma_env.torchrl.token_stats.self_certainty_from_logits`), required by `reward="self_certainty"`.
         fast: True (default): render each distinct prompt once at reset into a dense batch (text mode) and
             skip the transforms' copy of each step's input (`_CuMaChatEnv`, `_InPlaceCompose`); False:
             TorchRL's plain path. Same outputs (tests/test_step_speed_equivalence.py).
@@ -408,7 +408,7 @@ class CuMaTorchRLEnv(TransformedEnv):
 
     def group_vote(self, **kwargs: Any):
         """A `GroupVote` replay-buffer transform bound to this env (its config, reward, stream, problems)."""
-        from cuma_env.group_vote import GroupVote
+        from cuma_env.torchrl.group_vote import GroupVote
 
         return GroupVote.from_env(self, **kwargs)
 

@@ -10,7 +10,7 @@ and the portable kernels gave the same results for every arm but Intuitor, whose
 from logits (0.260 against 0.267 in the full run). So shipping the default
 base's weights (2 MB) makes every published number reproducible, where rebuilding it cannot.
 
-`agents/published_base/<key>.safetensors` holds the weights of the base with cache key `<key>`;
+`agents/tiny/published_base/<key>.safetensors` holds the weights of the base with cache key `<key>`;
 `PUBLISHED` records where each was trained and its sha256 (checked on install). `install_published`
 writes the same directory a local build writes (model, tokenizer, `cuma_base.json` with `"source":
 "published"`), so nothing downstream tells the two apart. Other configs (another seed, other steps) have no
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.base_config import CODE_VERSION, TinyBaseConfig
+from agents.tiny.config import CODE_VERSION, TinyBaseConfig
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published_base"
 
@@ -57,8 +57,8 @@ def install_published(config: TinyBaseConfig, directory: Path) -> dict[str, Any]
     """
     from safetensors.torch import load_file
 
-    from agents.tiny_model import build_tiny_model, count_parameters, weights_hash
-    from agents.tokenizer import save_char_tokenizer
+    from agents.tiny.model import build_tiny_model, count_parameters, weights_hash
+    from agents.tiny.tokenizer import save_char_tokenizer
 
     source = published_weights(config)
     if source is None:

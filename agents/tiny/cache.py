@@ -1,6 +1,6 @@
 """The tiny base on disk: installed (or trained) on first use, cached per config, safe under concurrent callers.
 
-    from agents.base_cache import ensure_tiny_base
+    from agents.tiny.cache import ensure_tiny_base
     path = ensure_tiny_base()                     # installs the published weights (or trains), then instant
     model = AutoModelForCausalLM.from_pretrained(path); tokenizer = AutoTokenizer.from_pretrained(path)
 
@@ -9,7 +9,7 @@ Layout: `<cache>/tiny-base/cuma-tiny-base-<key>/` with the model and tokenizer (
 "trained"). `<cache>` is the argument, else `$CUMA_CACHE_DIR`, else `~/.cache/cuma`. `<key>` hashes the
 config, the tokenizer and a code version.
 
-A config with published weights (the default, `agents.published_base`) is installed from them, the same
+A config with published weights (the default, `agents.tiny.published`) is installed from them, the same
 base on every machine; any other config is trained here, as is the default with `train=True`. An entry
 of the default left by an earlier version (trained here, no `source`) is replaced by the published one.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from agents.base_config import CODE_VERSION, TinyBaseConfig
+from agents.tiny.config import CODE_VERSION, TinyBaseConfig
 
 # the saved model's folder (and so its `name_or_path`) names no model family: docs/torchrl-gotchas.md, gotcha 10
 MODEL_NAME_PREFIX = "cuma-tiny-base"
@@ -106,7 +106,7 @@ def ensure_tiny_base(config: TinyBaseConfig | None = None, *, cache_dir: str | P
 
 def _reusable(target: Path, config: TinyBaseConfig) -> bool:
     """Built, and not a pre-publication local build of a config that now has published weights."""
-    from agents.published_base import published_weights
+    from agents.tiny.published import published_weights
 
     if not is_built(target):
         return False
@@ -127,7 +127,7 @@ def _make_cache_dir(folder: Path, cache_dir: str | Path | None) -> None:
 def load_cached_base(config: TinyBaseConfig | None = None, *, cache_dir: str | Path | None = None,
                      progress: bool = True):
     """(model, tokenizer) of the cached base, building it first if needed."""
-    from agents.tiny_model import load_tiny_base
+    from agents.tiny.model import load_tiny_base
 
     return load_tiny_base(ensure_tiny_base(config, cache_dir=cache_dir, progress=progress))
 
@@ -136,10 +136,10 @@ def _build_into(directory: Path, config: TinyBaseConfig, progress: bool, train: 
     import torch
     import transformers
 
-    from agents.base_training import train_tiny_base
-    from agents.published_base import install_published, published_weights
-    from agents.tiny_model import count_parameters, weights_hash
-    from agents.tokenizer import save_char_tokenizer
+    from agents.tiny.training import train_tiny_base
+    from agents.tiny.published import install_published, published_weights
+    from agents.tiny.model import count_parameters, weights_hash
+    from agents.tiny.tokenizer import save_char_tokenizer
 
     if not train and published_weights(config) is not None:
         metadata = install_published(config, directory)

@@ -2,7 +2,7 @@
 
 The model reads the environment's own compact prompt, `format_prompt(problem, "compact")`, e.g.
 `What is 74 + 37? Answer in \\boxed{}.`, and learns to continue it with its completion + `<eos>` (loss on the
-completion tokens only): `\\boxed{111}`, worked steps before it, or no answer (`agents.base_corpus`). Only
+completion tokens only): `\\boxed{111}`, worked steps before it, or no answer (`agents.tiny.corpus`). Only
 `ArithmeticSource(split="train")` is read; levels are drawn uniformly. Deterministic per config: seeded
 initialisation, seeded problem stream, a separately seeded choice of completions, a fixed thread count.
 """
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from agents.base_config import TinyBaseConfig
-from agents.base_corpus import completion_for
-from agents.tiny_model import build_tiny_model
+from agents.tiny.config import TinyBaseConfig
+from agents.tiny.corpus import completion_for
+from agents.tiny.model import build_tiny_model
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.problems import Problem
 from cuma_env.prompting import format_prompt
