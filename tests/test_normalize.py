@@ -37,10 +37,11 @@ def test_normalize_answer(raw, expected):
     "forms",
     [
         ["\\frac{1}{2}", "0.5", "1/2", "\\dfrac12", "\\tfrac{1}{2}", ".5", "\\left(\\frac{1}{2}\\right)", "x = 0.5"],
-        ["1000", "1,000", "1{,}000", "1\\!,\\!000", "1 000", "1000.0", "10^3", "\\$1000", "1000\\text{ dollars}"],
+        ["1000", "1,000", "1{,}000", "1\\!,\\!000", "1 000", "1000.0", "10^3", "\\$1000", "1000\\text{ dollars}",
+         "1\u2009000", "1\u00a0000", "10\u00b3"],
         ["30", "30^\\circ", "30^{\\circ}", "30°", "30 \\text{ degrees}"],
-        ["-\\frac{10}{9}", "\\frac{-10}{9}", "-10/9"],
-        ["1\\frac{1}{2}", "1 1/2", "1.5", "\\frac{3}{2}"],
+        ["-\\frac{10}{9}", "\\frac{-10}{9}", "-10/9", "\u221210/9"],
+        ["1\\frac{1}{2}", "1 1/2", "1.5", "\\frac{3}{2}", "1\u00bd"],
         ["(1,2)", "( 1 , 2 )", "\\left(1, 2\\right)", "(p,q) = (1,2)"],
         ["\\{1,2\\}", "\\{2,1\\}", "\\{2, 1\\}"],
         ["[0,1)", "\\left[0, 1\\right)", "x \\in [0,1)"],
@@ -84,7 +85,8 @@ def test_long_answers_get_an_exact_text_key_fast():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("0123456789.,/-+ ()[]{}\\$%^_=xyzabc\\frac\\sqrt\\text")), max_size=40))
+@given(st.text(alphabet=st.sampled_from(list("0123456789.,/-+ ()[]{}\\$%^_=xyzabc\\frac\\sqrt\\text"
+                                             "√∛π²⁻₁×·−∞≤½\u2009")), max_size=40))
 def test_keys_are_deterministic_and_never_raise(text):
     assert canonical_key(text) == canonical_key(text)
     assert isinstance(normalize_answer(text), str)

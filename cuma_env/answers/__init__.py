@@ -10,4 +10,7 @@ from .equivalence import cluster_answers, is_equivalent, matches_reference, prew
 from .extract import extract_answer
 from .normalize import canonical_key, normalize_answer
 
-__all__ = ["canonical_key", "cluster_answers", "extract_answer", "is_equivalent", "matches_reference", "normalize_answer", "prewarm"]
+__all__ = [
+    "canonical_key", "cluster_answers", "extract_answer", "is_equivalent", "matches_reference", "normalize_answer",
+    "prewarm",
+]

@@ -31,6 +31,14 @@ _MEMORY_LIMIT = 4 << 30  # bytes of address space for one worker
 
 
 # ------------------------------------------------------------------------------------------ process side
+def _find(root: list[int], x: int) -> int:
+    """Union-find root of x, halving the path as it goes."""
+    while root[x] != x:
+        root[x] = root[root[x]]
+        x = root[x]
+    return x
+
+
 def _serve() -> None:  # pragma: no cover - runs in the subprocess
     parent = os.getppid()
 
@@ -110,15 +118,9 @@ def _serve() -> None:  # pragma: no cover - runs in the subprocess
             continue
         root = list(range(len(items)))
 
-        def find(x: int) -> int:
-            while root[x] != x:
-                root[x] = root[root[x]]
-                x = root[x]
-            return x
-
         rejected: set[tuple[int, int]] = set()
         for i, j in pairs:
-            ri, rj = find(i), find(j)
+            ri, rj = _find(root, i), _find(root, j)
             if ri == rj or (ri, j) in rejected:
                 continue
             eq = False

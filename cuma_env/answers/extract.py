@@ -1,12 +1,20 @@
 """Final-answer extraction from a model completion, in linear time.
 
-Order of precedence (the first rule that finds something wins):
+A completion cut off by the token limit inside its final answer has no answer (None, whatever the
+fallback setting): its *last* `\\boxed`/`\\fbox` command is unclosed, i.e. it opens a `{` that no `}` closes
+(escaped `\\{`/`\\}` do not count, as in all brace matching here), or nothing but spaces follows the command.
+`so the answer is \\boxed{12` and `\\boxed{3} ... \\boxed{\\frac{1}{` give None: the fragment never votes and
+no number from the working is taken instead. An earlier unclosed box before a closed last one
+(`30 + \\boxed{1 = 81. \\boxed{81}`) is malformed working, not a cut answer: rule 1 reads the last box
+(docs/grading.md).
+
+Otherwise, in order of precedence (the first rule that finds something wins):
 1. the last `\\boxed{...}` / `\\fbox{...}` with balanced braces (or `\\boxed 5`);
 2. the last answer phrase: "final answer is / Final Answer:", "the answer is", "answer:", or GSM8K's
    `#### 42`; the text right after it, up to the end of the sentence, with `$..$` removed;
 3. fallback (only when `last_number_fallback=True`): whichever comes last of the last inline math span
    (`$..$`, `\\(..\\)`, `\\[..\\]`; for `a = b` its last right-hand side) and the last number (with
-   thousands separators, decimals or a simple fraction like `2/3`).
+   thousands separators, decimals or a simple fraction like `2/3`; its minus may be U+2212 or an en dash).
 The result has outer `$`, `\\(..\\)`, `\\[..\\]` and a trailing period removed; None when nothing is found.
 No regex here can backtrack catastrophically and brace matching is an iterative scan, so a megabyte of
 text or 100k nested braces return in milliseconds.
@@ -15,8 +23,20 @@ text or 100k nested braces return in milliseconds.
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Iterator
+from typing import TypeVar
 
 from .normalize import _close_brace, strip_wrappers
+
+T = TypeVar("T")
+
+
+def _last(items: Iterator[T]) -> T | None:
+    """The last item of an iterator, or None: one pass, nothing kept but the last."""
+    kept = deque(items, maxlen=1)
+    return kept[0] if kept else None
+
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _PHRASE = re.compile(
@@ -24,8 +44,8 @@ _PHRASE = re.compile(
     re.IGNORECASE,
 )
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$((?:\\\$|[^$])+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
-_NUMBER = re.compile(
-    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:/\d+)?|\.\d+)(?![\d])"
+_NUMBER = re.compile(  # a minus may be U+2212 or an en dash, as models print it
+    r"(?<![\w.])[-\u2212\u2013]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:/\d+)?|\.\d+)(?![\d])"
 )
 _LEAD = re.compile(r"^[\s:：*]*(?:\\?[\"'“”])?\s*")  # also an escaped quote: is \"$12$\"
 _JOINT = re.compile(r"\s*(?:,|;|and|or|,\s*and)\s*")
@@ -37,6 +57,21 @@ _SEPARATOR = re.compile(
     r"(?:\s|[,;$&]|\\[()\[\]]|\\q?quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|\\\\){0,20}"
 )
 _TAIL = 4000
+_BLANKS = re.compile(r"[ \t]*")
+
+
+def ends_inside_box(text: str) -> bool:
+    """Whether the text's last box is unclosed: cut off by the token limit inside its final answer.
+
+    The last `\\boxed`/`\\fbox` command counts, not an earlier one: a stray unclosed box before a closed final
+    one is malformed working, not a cut answer. Linear: one scan for the last command, one brace scan after it."""
+    last = _last(_BOX.finditer(text))
+    if last is None:
+        return False
+    i = _BLANKS.match(text, last.end()).end()
+    if i < len(text) and text[i] == "{":
+        return _close_brace(text, i) < 0
+    return not text[i:].strip()  # `\boxed` with nothing after it
 
 
 def _box_at(text: str, start: int) -> tuple[str, int] | None:
@@ -134,15 +169,10 @@ def _last_phrase(text: str, after: int = 0, final_only: bool = False) -> str | N
 def _fallback(text: str) -> str | None:
     tail_start = max(0, len(text) - _TAIL)
     tail = text[tail_start:]
-    span = None
-    for span in _MATH_SPAN.finditer(tail):
-        pass
-    number = None
-    for number in _NUMBER.finditer(tail):
-        pass
+    span = _last(_MATH_SPAN.finditer(tail))
+    number = _last(_NUMBER.finditer(tail))
     if number is None and span is None and tail_start > 0:
-        for number in _NUMBER.finditer(text):
-            pass
+        number = _last(_NUMBER.finditer(text))
         tail, tail_start = text, 0
     if span is not None and (number is None or span.end() >= number.end()):
         content = next(g for g in span.groups() if g is not None)
@@ -152,7 +182,7 @@ def _fallback(text: str) -> str | None:
 
 def extract_answer(text: str, *, last_number_fallback: bool = True) -> str | None:
     """The final answer in a completion (see the module docstring for the rules), or None."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text.strip() or ends_inside_box(text):
         return None
     box = _last_boxed(text)
     if box is not None:

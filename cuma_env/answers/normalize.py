@@ -1,7 +1,8 @@
 """String normalisation of final answers and the cheap canonical key.
 
-`normalize_answer` removes notation that never changes the value (delimiters, `\\left`/`\\right`, spacing
-commands, `\\dfrac`, thousands separators, units, degrees, percent and dollar signs, `\\text{}`).
+`normalize_answer` first rewrites unicode math as LaTeX (`unicode_math`: `12π` -> `12\\pi`), then removes
+notation that never changes the value (delimiters, `\\left`/`\\right`, spacing commands, `\\dfrac`, thousands
+separators, units, degrees, percent and dollar signs, `\\text{}`).
 `analyse` turns the result into a `Canon`: an exact number, an ordered sequence (tuple/interval), a set, a
 matrix, a text answer or an expression, each with a key string such that equal keys imply equivalent
 answers. Only answers whose keys differ and that pure python cannot decide reach sympy (see
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .numeric import Number, Unsafe, parse_number
+from .unicode_math import unicode_to_latex
 
 MAX_KEY_CHARS = 1000      # longer answers are compared as exact text only
 MAX_SYMPY_CHARS = 400     # longer answers never reach sympy
@@ -158,7 +160,7 @@ def normalize_answer(answer: str) -> str:
         return ""
     if len(answer) > MAX_KEY_CHARS:
         return " ".join(answer.split())
-    s = strip_wrappers(_CONTROL.sub("", answer).strip().rstrip("."))
+    s = strip_wrappers(unicode_to_latex(_CONTROL.sub("", answer)).strip().rstrip("."))
     s = _SIZING.sub("", s)
     s = _THOUSANDS_MARKUP.sub("", s)
     s = _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", s)
@@ -201,7 +203,7 @@ class Canon:
     kind: str
     normalized: str
     number: Number | None = None
-    elements: tuple["Canon", ...] = ()
+    elements: tuple[Canon, ...] = ()
     brackets: str = ""          # seq: opening+closing bracket ("[)"); set: "{}" for \{..\}, "" for a bare list
     sympy_text: str | None = None
 
