@@ -1,37 +1,19 @@
-"""The rollout generators: TorchRL's `TransformersWrapper` and `vLLMWrapper`, adapted to what the loss reads.
+"""The vLLM rollout generator: TorchRL's `vLLMWrapper`, adapted to what the loss reads (gotcha 13).
 
-`PaddedTransformersWrapper`: TorchRL's `TransformersWrapper`, with its padded outputs built in one dense
-TensorDict.
-
-TorchRL builds a generation's outputs (`text`, `tokens`, `masks`, `log_probs`) in a per-member lazy stack so
-that ragged outputs fit. With `pad_output=True` every output is a padded tensor or a list of strings, so
-the lazy stack only adds work: each of ~10 output fields is split and set member by member (~10 ms per
-step of 128 members on the tiny model, 5-7% of a step; benchmarks/bench_step.py). Writing the same fields
-into a dense TensorDict gives the same values: the wrapper then updates the env's batch from it exactly as
-from the lazy one (tests/test_step_speed_equivalence.py compares whole batches with TorchRL's own wrapper).
-Ragged outputs (`pad_output=False`) and every other input mode take TorchRL's code unchanged.
+`TokenizedVLLMWrapper` is a correctness workaround, not a fast path. The transformers generator's fast path,
+`PaddedTransformersWrapper`, lives with the other fast paths in `cuma_env.torchrl.fast_paths` (gotcha 18).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tensordict import LazyStackedTensorDict, TensorDict
-from torchrl.modules.llm import TransformersWrapper, vLLMWrapper
+from torchrl.modules.llm import vLLMWrapper
 from torchrl.modules.llm.policies.common import Text
 
 
-class PaddedTransformersWrapper(TransformersWrapper):
-    """`TransformersWrapper` whose text-mode generation writes padded outputs into a dense TensorDict."""
-
-    def _from_transformers_generate_text(self, td, cfg, out):
-        if self.pad_output and not self.num_samples and isinstance(out, LazyStackedTensorDict) and out.ndim == 1:
-            out = TensorDict(batch_size=out.batch_size, device=out.device)
-        return super()._from_transformers_generate_text(td, cfg, out)
-
-
 class TokenizedVLLMWrapper(vLLMWrapper):
-    """`vLLMWrapper` whose text-mode generation returns prompt tokens, full tokens and masks.
+    """`vLLMWrapper` whose text-mode generation returns prompt tokens, full tokens and masks (gotcha 13).
 
     TorchRL 0.14's text path hands vLLM the strings and returns only the response tokens (`tokens.prompt`,
     `tokens.full` and both masks are None), but the learner's scorer and GRPOLoss read all four. Here the

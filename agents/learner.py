@@ -21,9 +21,9 @@ Speed and correctness choices:
   3k tokens ~1 GB of logits). None (the default) is one pass.
 - Dense loss input (`loss_batch`): the kept members arrive lazily stacked (one small TensorDict per member,
   text and tensorclasses included); GRPOLoss and the scorer copy and re-read that batch several times, which
-  cost 2-3x the model's forward+backward on the tiny base. The loss gets one dense TensorDict holding only
-  the entries it reads, padded as the scorer pads them (tests/test_step_speed_equivalence.py: same loss and
-  gradient as on the original batch).
+  cost more than the model's forward+backward on the tiny base (docs/performance.md). The loss gets one dense
+  TensorDict holding only the entries it reads, padded as the scorer pads them
+  (tests/test_step_speed_equivalence.py: same loss and gradient as on the original batch).
 """
 
 from __future__ import annotations

@@ -2,21 +2,23 @@
 
 One call of `Rollout.collect()` gives one optimizer step's data: `prompts_per_step` groups of `group_size`
 responses. The env batch holds all of them (B = P x G, so one `generate` call samples the whole step), the
-collector writes them into a replay buffer whose write transform is `cuma_env.torchrl.group_vote.GroupVote`: it votes
-per group, tells the curriculum (`observe`), writes rewards and group-normalised advantages, and drops
-masked groups (option: keep them with zero advantage). For `self_certainty` the collector's `postproc`
-adds each response's self-certainty before the vote.
+collector writes them into a replay buffer whose write transform is `cuma_env.torchrl.group_vote.GroupVote`: it
+votes per group, tells the curriculum (`observe`), writes rewards and group-normalised advantages, and drops
+masked groups (option: keep them with zero advantage). The env (`scoring="buffer"`) leaves every response
+unread, so each completion is extracted and voted once, by the vote. For `self_certainty` the collector's
+`postproc` adds each response's self-certainty before the vote.
 
 Workarounds (TorchRL 0.14 gotchas, numbered as in docs/torchrl-gotchas.md):
 - gotcha 7: the collector resets the env at construction, and that batch is never stepped. The stream's
   state is saved before the collector is built and restored after, so no problem is lost.
 - gotcha 8: the `auto_register_policy_transforms` warning is filtered.
-- `ReplayBuffer.extend` runs its transforms through `Transform.inv`, which shallow-copies the lazily stacked
-  batch first (~0.2 s per 128 members here); the collector's batch is fresh, so `_WritePath` skips the copy.
-- `LLMCollector` clones every env step's output and carries it over into the next reset, member by member
-  (~0.25 s per step here); one single-turn step fills our batch, so `_OneStepCollector` skips both.
-- The generator (`agents.generator.PaddedTransformersWrapper`) builds its padded outputs in one dense
-  TensorDict, where TorchRL's wrapper splits them member by member into a lazy stack (~10 ms per step).
+- gotcha 15: `ReplayBuffer.extend` runs its transforms through `Transform.inv`, which shallow-copies the lazily
+  stacked batch first; the collector's batch is fresh and never read again, so the buffer's write path is an
+  `InPlaceCompose(vote, handover=True)` (`cuma_env.torchrl.fast_paths`, the same class as the env's).
+- gotcha 17: `LLMCollector` clones every env step's output and carries it over into the next reset, member by
+  member; one single-turn step fills our batch, so `OneStepCollector` (`cuma_env.torchrl.fast_paths`) skips both.
+- gotcha 18: the generator (`cuma_env.torchrl.fast_paths.PaddedTransformersWrapper`, built by `agents.policy`)
+  builds its padded outputs in one dense TensorDict, where TorchRL's wrapper splits them member by member.
 - gotcha 1: the generator's `log_probs.full` is not needed: one optimizer step per batch is on-policy, so the
   learner takes the old log-probs from its own forward (see `agents.learner`).
 - The collector pipelines: after stepping batch k it resets the env, drawing batch k+1's problems *before*
@@ -37,14 +39,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tensordict import lazy_stack
-from torchrl.collectors.llm import LLMCollector
-from torchrl.envs import Compose
 
 from agents.config import Config
 from agents.policy import Policy, render_prompts
 from cuma_env.episode import EpisodeConfig, score_group
 from cuma_env.problems import Problem
+from cuma_env.torchrl.fast_paths import InPlaceCompose, OneStepCollector
 
 
 class RecordingStream:
@@ -97,72 +97,6 @@ class RecordingStream:
         self.infos, self.draws, self.pre_state, self._post_after_draws = [], 0, None, None
 
 
-class _WritePath(Compose):
-    """The buffer's write transforms without `Transform.inv`'s defensive shallow copy.
-
-    The collector hands the buffer a fresh batch it never touches again; copying its ~100 lazily stacked
-    members once more cost ~0.2 s per step on the tiny model (a third of the step).
-    """
-
-    def inv(self, tensordict):
-        return self._inv_call(tensordict)
-
-
-class _OneStepCollector(LLMCollector):
-    """`LLMCollector` for batches that one env step fills: no clone, and a plain reset when all dialogs ended.
-
-    TorchRL's loop clones each step's output (~0.12 s per 128 lazily stacked members here) because the next
-    step reuses its shuttle, and `step_and_maybe_reset` carries the finished step over member by member before
-    resetting it (~0.12 s). Single turn, every member is done after the step: the next shuttle is a fresh
-    `reset()` (the same draws; the generator replaces every key it writes), so the step's output shares
-    nothing with it and goes to the buffer as is (`GroupVote(copy=False)` writes into its rows). Anything
-    else takes TorchRL's own path (tests/test_step_speed_equivalence.py: the same batches).
-    """
-
-    def _rollout_all(self):
-        if self.reset_at_each_iter or self.env.batch_size.numel() < self.dialog_turns_per_batch:
-            return super()._rollout_all()  # several steps per batch
-        if self._shuttle is None:
-            self._shuttle = self.env.reset()
-        env_input = self.policy(self._shuttle)
-        if env_input.device != self.env.device:
-            env_input = env_input.to(self.env.device)
-        env_output = self.env.step(env_input)
-        if bool(env_output.get(("next", "done")).all()):
-            self._shuttle = self.env.reset()
-        else:  # multi-turn: the rest of TorchRL's step_and_maybe_reset, and its clone
-            shuttle = self.env._step_mdp(env_output)
-            if getattr(self.env, "_post_step_mdp_hooks", None) is not None:
-                env_output, shuttle = self.env._post_step_mdp_hooks(env_output, shuttle)
-            self._shuttle = self.env.maybe_reset(shuttle)
-            env_output = env_output.clone()
-        collector_data = env_output.get("collector", default=None)
-        if collector_data is not None:
-            self._shuttle.set("collector", collector_data.copy())
-            self._update_traj_ids(env_output)
-        trajectory = lazy_stack([env_output], -1)  # what TorchRL's loop builds
-        return trajectory.view(-1) if self.flatten_data else trajectory
-
-    def _postproc(self, tensordict_out):
-        """TorchRL's `_postproc`, minus its walk over every key of every member when no key is private.
-
-        TorchRL lists `keys(True)` of the whole (lazily stacked) batch to drop the private ones (~10 ms for
-        128 members). A lazy stack's keys are those all its members share, so when the first member has no
-        private key the batch has none to drop and the batch is returned as is; anything else (a postproc,
-        split trajectories, a private key) takes TorchRL's own code.
-        """
-        if (self.split_trajs or self.postproc is not None or not self._exclude_private_keys
-                or tensordict_out.batch_dims != 1 or not tensordict_out.shape[0]
-                or any(map(_is_private, tensordict_out[0].keys(True)))):
-            return super()._postproc(tensordict_out)
-        return tensordict_out
-
-
-def _is_private(key) -> bool:
-    """TorchRL's test in `_postproc`: a key (or any part of a nested key) starting with an underscore."""
-    return key.startswith("_") if isinstance(key, str) else any(k.startswith("_") for k in key)
-
-
 @dataclass
 class RolloutBatch:
     data: Any                       # kept members (TensorDict, batch = kept groups x G) or None
@@ -180,8 +114,8 @@ class Rollout:
         from torchrl.data import LazyStackStorage, ReplayBuffer
 
         import cuma_env
-        from curricula import CurriculumStream
         from agents.train_pool import training_source
+        from curricula import CurriculumStream
 
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
@@ -199,16 +133,17 @@ class Rollout:
             e.id, tokenizer=policy.tokenizer, group_size=r.group_size, batch_size=r.group_size * r.prompts_per_step,
             reward=e.reward, min_votes=e.min_votes, empty_votes=e.empty_votes, source=source,
             prompt_template=e.prompt_template, problem_stream=self.stream, seed=config.seed)
-        # copy=False: the collector's batch is fresh and never read again (see `_OneStepCollector`)
+        # copy=False, handover=True: the collector's batch is fresh and never read again (see `OneStepCollector`)
         self.vote = self.env.group_vote(drop_masked=config.train.masked_groups == "drop", copy=False)
         self.buffer = ReplayBuffer(storage=LazyStackStorage(r.group_size * r.prompts_per_step),
-                                   transform=_WritePath(self.vote), batch_size=r.group_size * r.prompts_per_step)
+                                   transform=InPlaceCompose(self.vote, handover=True),
+                                   batch_size=r.group_size * r.prompts_per_step)
         postproc = self._self_certainty if e.reward == "self_certainty" else None
         with warnings.catch_warnings():  # gotcha 8
             warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
-            self.collector = _OneStepCollector(self.env, policy=policy.generator,
-                                               dialog_turns_per_batch=r.group_size * r.prompts_per_step,
-                                               replay_buffer=self.buffer, postproc=postproc)
+            self.collector = OneStepCollector(self.env, policy=policy.generator,
+                                              dialog_turns_per_batch=r.group_size * r.prompts_per_step,
+                                              replay_buffer=self.buffer, postproc=postproc)
         self.stream.reset_to(initial)  # gotcha 7: undo the draws of the construction-time reset
         self._iterator = None
 
@@ -275,8 +210,8 @@ def check_training_context(policy: Policy, config: Config, source: Any, per_leve
 
 def make_probe(policy: Policy, config: Config):
     """The curriculum's probe hook: `probe(level, problems) -> list[info]`, sampled without training."""
-    from cuma_env.prompting import format_prompt, resolve_template
     from cuma_env.catalog import get_task
+    from cuma_env.prompting import format_prompt, resolve_template
 
     e, r = config.env, config.rollout
     template = resolve_template(e.prompt_template or get_task(e.id).template)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
@@ -141,9 +142,10 @@ def test_env_in_buffer_mode_with_transformers_wrapper(tiny):
     rb = ReplayBuffer(storage=LazyStackStorage(100), transform=vote)
     policy = policy_for(model, tokenizer)
     completions = []
+    assert vote.problems is env.episode.pending and vote.config is env.episode.config  # the public accessor
     for half in range(2):
         td = env.step(policy(env.reset()))
-        assert td["next", "reward"].shape == (2, 1, 1) and not td["next", "reward"].any()  # left to GroupVote
+        assert td["next", "done"].all() and not {"reward", "masked", "answer"} & set(td["next"].keys())  # GroupVote's
         completions += td.get(("text", "response")).tolist()
         rb.extend(td)
         assert len(rb) == (0 if half == 0 else G)
@@ -204,7 +206,7 @@ def test_buffer_scoring_with_whole_group_batches(tiny):
     completions = [f"\\boxed{{{problem.answer}}}"] * 3 + ["\\boxed{-1}"]
     td.set(("text", "response"), NonTensorStack(*completions))
     td = env.step(td)
-    assert not td["next", "reward"].any() and env.last_info is None  # the env left the vote to the buffer
+    assert "reward" not in td["next"].keys() and env.last_info is None  # the env left the vote to the buffer
     rb.extend(td)
     assert rb[:]["next", "reward"].view(-1).tolist() == [1.0, 1.0, 1.0, 0.0]
     assert env.problem_for(td["group_id"][0]) is None  # handed over and forgotten
@@ -233,3 +235,66 @@ def test_copy_leaves_the_input_alone_and_copy_false_writes_the_same_rows(lazy):
         assert torch.equal(written[True][key], written[False][key])
     assert written[True].get(("next", "answer")).tolist() == written[False].get(("next", "answer")).tolist()
     assert written[True].get(("text", "response")).tolist() == a
+
+
+def count_calls(monkeypatch, function):
+    """Wraps `function` wherever a loaded module of the project binds it; returns the list of its calls' first
+    arguments (the completions, for `extract_answer`)."""
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0] if args else None)
+        return function(*args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if (getattr(module, "__name__", "").split(".")[0] in ("cuma_env", "curricula", "agents")
+                and getattr(module, function.__name__, None) is function):
+            monkeypatch.setattr(module, function.__name__, counted)
+    return calls
+
+
+@pytest.mark.parametrize("scoring", ["buffer", "env"])
+def test_each_completion_is_extracted_and_voted_once_per_step(tiny, monkeypatch, scoring):
+    """Env + GroupVote on a real batch: one extraction per completion, one vote per group, in either mode."""
+    from cuma_env.answers import extract_answer
+    from cuma_env.voting import majority_vote
+
+    model, tokenizer = tiny
+    env = make_torchrl_env("CuMa-Arith-v0", group_size=G, batch_size=2 * G if scoring == "buffer" else G,
+                           tokenizer=tokenizer, seed=0, scoring=scoring)
+    rb = ReplayBuffer(storage=LazyStackStorage(100), transform=env.group_vote(drop_masked=False)) \
+        if scoring == "buffer" else None
+    td = policy_for(model, tokenizer)(env.reset())
+    extracted, voted = count_calls(monkeypatch, extract_answer), count_calls(monkeypatch, majority_vote)
+    td = env.step(td)
+    if rb is not None:
+        rb.extend(td)
+        assert len(rb) == 2 * G
+    completions = td.get(("text", "response")).tolist()
+    assert sorted(extracted) == sorted(completions) and len(voted) == len(completions) // G
+
+
+def test_the_agents_rollout_extracts_each_completion_once(tiny_base_dir, monkeypatch):
+    """One real collector step of the agent's rollout path (OneStepCollector, the env with scoring="buffer",
+    GroupVote on the buffer's write path): as many extractions as completions, one vote per group."""
+    from agents.checkpoint import seed_everything
+    from agents.config import load_config
+    from agents.policy import build_policy
+    from agents.rollout import Rollout
+    from cuma_env.answers import extract_answer
+    from cuma_env.voting import majority_vote
+
+    config = load_config(preset="tiny-ttrl", overrides=[f"model.path={tiny_base_dir}", "rollout.prompts_per_step=3",
+                                                         "output.progress=false", "curriculum.probe=false"])
+    seed_everything(0)
+    rollout = Rollout(config, build_policy(config.model, config.rollout, seed=0))
+    try:
+        assert rollout.env.scoring == "buffer"
+        extracted, voted = count_calls(monkeypatch, extract_answer), count_calls(monkeypatch, majority_vote)
+        batch = rollout.collect()
+    finally:
+        rollout.shutdown()
+    groups, size = config.rollout.prompts_per_step, config.rollout.group_size
+    assert len(batch.infos) == groups and len(voted) == groups and len(extracted) == groups * size
+    # the calls were the completions of the voted groups, in order
+    assert [a for info in batch.infos for a in info["answers"]] == [extract_answer(c) for c in extracted]

@@ -1,22 +1,24 @@
 """The step's speed-ups change nothing: TorchRL's collector path gives the same batches, TorchRL's plain env
 chain the same reset/step outputs as the fast env, the dense loss batch the same loss and gradient, and a
-collected batch is never changed by later collects."""
+collected batch is never changed by later collects. The fast paths are `cuma_env.torchrl.fast_paths`
+(docs/torchrl-gotchas.md, rows 15-18)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from tensordict import LazyStackedTensorDict, TensorDict, is_non_tensor, is_tensor_collection, lazy_stack
+from torchrl.envs import Compose
 
+import cuma_env
+from agents import rollout as rollout_module
 from agents.checkpoint import seed_everything
 from agents.config import load_config
 from agents.learner import Learner, OnPolicyGRPOLoss, loss_batch
 from agents.policy import build_policy
-from agents import generator as generator_module
-from agents import rollout as rollout_module
 from agents.rollout import Rollout
-import cuma_env
-from cuma_env.torchrl.env import _InPlaceCompose
+from cuma_env.torchrl import fast_paths
+from cuma_env.torchrl.fast_paths import InPlaceCompose, OneStepCollector, PaddedTransformersWrapper
 
 PADDED_KEYS = [("tokens", "full"), ("tokens", "prompt"), ("tokens", "response"), ("masks", "all_attention_mask")]
 KEYS = ["advantage", ("next", "reward"), ("next", "masked"), "level", "done", ("next", "done")]
@@ -31,9 +33,11 @@ def config_for(base_dir, *overrides, preset="tiny-ttrl"):
 
 def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
     """`steps` batches of a fresh Rollout; `torchrl_path`: the plain TorchRL path (its own LLMCollector, a
-    generator that returns log-probs into a lazy stack, a copying GroupVote, the env built with `fast=False`)."""
+    generator that returns log-probs into a lazy stack, a plain Compose and a copying GroupVote on the buffer's
+    write path, the env built with `fast=False`)."""
     if torchrl_path:
         import torchrl.modules.llm as llm
+        from torchrl.collectors.llm import LLMCollector
 
         wrapper, make_env = llm.TransformersWrapper, cuma_env.make_torchrl_env
 
@@ -42,8 +46,9 @@ def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
             return wrapper(*args, **kwargs)
 
         monkeypatch.setattr(llm, "TransformersWrapper", with_log_probs)
-        monkeypatch.setattr(generator_module, "PaddedTransformersWrapper", with_log_probs)
-        monkeypatch.setattr(rollout_module, "_OneStepCollector", rollout_module.LLMCollector)
+        monkeypatch.setattr(fast_paths, "PaddedTransformersWrapper", with_log_probs)
+        monkeypatch.setattr(rollout_module, "OneStepCollector", LLMCollector)
+        monkeypatch.setattr(rollout_module, "InPlaceCompose", lambda *transforms, handover=False: Compose(*transforms))
         monkeypatch.setattr(cuma_env, "make_torchrl_env", lambda *a, **kw: make_env(*a, fast=False, **kw))
     seed_everything(0)
     policy = build_policy(config.model, config.rollout, seed=0)
@@ -51,10 +56,11 @@ def collect(config, steps, *, torchrl_path=False, monkeypatch=None):
     if torchrl_path:
         monkeypatch.undo()
         rollout.vote.copy = True
-    assert isinstance(rollout.collector, rollout_module._OneStepCollector) != torchrl_path
-    assert isinstance(rollout.env.transform, _InPlaceCompose) != torchrl_path
+    assert isinstance(rollout.collector, OneStepCollector) != torchrl_path
+    assert isinstance(rollout.env.transform, InPlaceCompose) != torchrl_path
+    assert isinstance(rollout.buffer._transform, InPlaceCompose) != torchrl_path
     assert policy.generator.return_log_probs == torchrl_path
-    assert isinstance(policy.generator, generator_module.PaddedTransformersWrapper) != torchrl_path
+    assert isinstance(policy.generator, PaddedTransformersWrapper) != torchrl_path
     try:
         return [rollout.collect() for _ in range(steps)], policy
     finally:
@@ -134,7 +140,7 @@ def test_the_fast_env_gives_torchrls_reset_and_step_outputs(tiny_random_model, i
     for fast in (True, False):
         env = cuma_env.make_torchrl_env("CuMa-Arith-v0", tokenizer=tokenizer, group_size=4, batch_size=batch_size,
                                         input_mode=input_mode, system_prompt=system_prompt, seed=3, fast=fast)
-        assert isinstance(env.transform, _InPlaceCompose) == fast and env.base_env.render_once == fast
+        assert isinstance(env.transform, InPlaceCompose) == fast and env.base_env.render_once == fast
         torch.manual_seed(0)
         outputs = []
         for _ in range(3):
@@ -168,7 +174,7 @@ def test_the_in_place_compose_copies_only_for_a_step_mask_or_an_inverse_transfor
     from torchrl.envs import UnsqueezeTransform
 
     td = TensorDict({"a": torch.zeros(2)}, batch_size=[2])
-    compose = _InPlaceCompose()
+    compose = InPlaceCompose()
     assert compose.inv(td) is td
     td.set("_step", torch.ones(2, dtype=torch.bool))
     out = compose.inv(td)
@@ -177,6 +183,23 @@ def test_the_in_place_compose_copies_only_for_a_step_mask_or_an_inverse_transfor
     compose.append(UnsqueezeTransform(-1, in_keys_inv=["a"], out_keys_inv=["b"]))
     out = compose.inv(td)
     assert out is not td and out.get("a").shape == (2,) and "a" not in td.keys()
+
+
+def test_the_in_place_compose_with_handover_writes_into_the_callers_batch():
+    """`handover=True` (the agent's buffer write path): an inverse transform works on the caller's batch, as
+    TorchRL's `Compose.inv` works on its copy; a `"_step"` mask still takes the copying path."""
+    from torchrl.envs import UnsqueezeTransform
+
+    def transform():
+        return UnsqueezeTransform(-1, in_keys_inv=["a"], out_keys_inv=["b"])
+
+    theirs = Compose(transform()).inv(TensorDict({"b": torch.arange(2.0).view(2, 1)}, batch_size=[2]))
+    td = TensorDict({"b": torch.arange(2.0).view(2, 1)}, batch_size=[2])
+    out = InPlaceCompose(transform(), handover=True).inv(td)
+    assert out is td and torch.equal(td.get("a"), theirs.get("a")) and td.get("a").shape == (2,)
+    td = TensorDict({"b": torch.zeros(2, 1), "_step": torch.ones(2, dtype=torch.bool)}, batch_size=[2])
+    out = InPlaceCompose(transform(), handover=True).inv(td)
+    assert out is not td and "a" in out.keys() and "a" not in td.keys()
 
 
 def test_a_batch_is_not_changed_by_later_collects(tiny_base_dir):
@@ -253,7 +276,7 @@ def test_the_learner_step_is_unchanged_with_a_kl_reference(tiny_base_dir):
 
 
 def test_the_one_step_collector_postproc_skips_only_a_walk(tiny_base_dir):
-    """`_OneStepCollector._postproc` returns what TorchRL's returns: the batch itself when nothing is private,
+    """`OneStepCollector._postproc` returns what TorchRL's returns: the batch itself when nothing is private,
     and TorchRL's result (the private keys dropped) when a key is."""
     from torchrl.collectors.llm import LLMCollector
 
@@ -285,7 +308,7 @@ def test_the_padded_generator_gives_torchrls_outputs(tiny_random_model, return_l
     kwargs = dict(tokenizer=tokenizer, input_mode="text", generate=True, pad_output=True,
                   return_log_probs=return_log_probs, generate_kwargs={"max_new_tokens": 6, "do_sample": True})
     runs = []
-    for cls in (generator_module.PaddedTransformersWrapper, TransformersWrapper):
+    for cls in (PaddedTransformersWrapper, TransformersWrapper):
         env = cuma_env.make_torchrl_env("CuMa-Arith-v0", tokenizer=tokenizer, group_size=4, batch_size=8, seed=3)
         policy = cls(model, **kwargs)
         torch.manual_seed(0)

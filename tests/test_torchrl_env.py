@@ -18,8 +18,9 @@ from torchrl.modules.llm import TransformersWrapper  # noqa: E402
 
 import cuma_env  # noqa: E402
 from cuma_env import Completions, CuMaEnv, EpisodeConfig, Problem, make_torchrl_env, score_group  # noqa: E402
+from cuma_env.torchrl.env import TORCHRL_KWARGS  # noqa: E402
+from cuma_env.torchrl.layout import read_responses  # noqa: E402
 from cuma_env.torchrl.token_stats import response_self_certainty, self_certainty_from_logits  # noqa: E402
-from cuma_env.torchrl.env import TORCHRL_KWARGS, read_responses  # noqa: E402
 
 G = 4
 
@@ -71,6 +72,54 @@ def test_arith_env_passes_check_env_specs(tiny, input_mode):
     assert len(set(td.get("problem_id").tolist())) == 1 and len(set(td.get("group_id").tolist())) == 1
     assert td.get("query").tolist()[0].startswith("What is ")
     assert env.full_reward_spec["reward"].shape == torch.Size([G, 1, 1])
+
+
+@pytest.mark.parametrize("input_mode", ["text", "history"])
+def test_buffer_scoring_env_passes_check_env_specs_and_declares_no_reward(tiny, input_mode):
+    """scoring="buffer": the env only ends the episode; reward, masked and answer are GroupVote's to write."""
+    _, tokenizer = tiny
+    env = make_torchrl_env("CuMa-Arith-v0", group_size=G, batch_size=2, tokenizer=tokenizer, input_mode=input_mode,
+                           seed=0, reward="self_certainty")
+    assert env.scoring == "buffer" and env.episode.scoring == "buffer"
+    check_env_specs(env)
+    assert env.reward_keys == [] and not {"masked", "answer"} & set(env.full_observation_spec.keys())
+    assert "token_stats" not in env.full_action_spec.keys()  # read by GroupVote, not by the env
+    td = env.reset()
+    assert "masked" not in td.keys() and len(set(td.get("group_id").tolist())) == 1
+
+
+def test_the_episode_accessor_is_the_envs_state(tiny):
+    _, tokenizer = tiny
+    env = make_torchrl_env("CuMa-Arith-v0", group_size=G, batch_size=2, tokenizer=tokenizer, seed=0, min_votes=3)
+    episode = env.episode
+    assert episode.config is env.config and episode.config.min_votes == 3 and episode.scoring == "buffer"
+    assert episode.gym is env.gym_env and episode.source_name == env.gym_env.source.name
+    td = env.reset()
+    gid = int(td.get("group_id")[0])
+    assert list(episode.pending) == [gid] and episode.pending[gid] is env.problem_for(gid)
+
+
+def test_the_subpackage_has_no_import_cycle():
+    """Every import between modules of cuma_env.torchrl, also those inside functions, points one way."""
+    import ast
+    import graphlib
+
+    package = Path(cuma_env.__file__).parent / "torchrl"
+    names = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in names:
+        edges = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "cuma_env.torchrl":
+                edges |= {alias.name for alias in node.names} & names
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cuma_env.torchrl."):
+                edges.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                edges |= {a.name.split(".")[2] for a in node.names if a.name.startswith("cuma_env.torchrl.")}
+        graph[name] = edges
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
+    assert graph["env"] >= {"group_vote", "layout", "fast_paths", "episode"} and "env" not in graph["group_vote"]
+    assert order.index("layout") < order.index("group_vote") < order.index("env")
 
 
 def test_math_env_from_data_dir(tiny, data_dir):
@@ -226,9 +275,9 @@ def test_bad_kwargs_give_clear_errors(tiny):
 def test_self_certainty_under_bf16_autocast_projects_in_float32(tiny_base_dir, monkeypatch):
     """On CUDA the policy runs under bf16 autocast; self-certainty's last projection stays float32, which
     brings it closer to the float32 value than bf16 logits do (CPU autocast here; same code path)."""
-    import cuma_env.torchrl.token_stats as torch_stats
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import cuma_env.torchrl.token_stats as torch_stats
     from cuma_env.arithmetic import ArithmeticSource
     from cuma_env.prompting import format_prompt
 

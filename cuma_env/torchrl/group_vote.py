@@ -15,10 +15,14 @@ see the whole group's texts before any member has a reward. The advantage is MCA
 ((r - mean) / unbiased std clamped at 1e-6), so `advantage_key=None` followed by
 `MCAdvantage(grpo_size=G, prompt_key="group_id", trajectory_return="sum")` gives the same numbers.
 
+A `GroupVote` bound to a `CuMaTorchRLEnv` (`env.group_vote()`, `GroupVote.from_env`) reads the env's public
+`env.episode` (`cuma_env.torchrl.episode.Episode`). This module imports no other module of the subpackage but
+`cuma_env.torchrl.layout` (how a batch keeps its responses).
+
 Speed: a batch's group keys, response texts and token statistics are read once; members are queued as
 (batch, row) references and written together, all ready groups of a batch at once: one dense copy, or with
-`copy=False` (a caller that never reads its batch again, like `agents.rollout`) the rows themselves.
-Unbinding 128 lazily stacked members and stacking them group by group cost ~5x more.
+`copy=False` (a caller that never reads its batch again, like `agents.rollout`) the rows themselves, rather
+than unbinding the lazily stacked members and stacking them group by group (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from tensordict import LazyStackedTensorDict, NonTensorStack, TensorDictBase, la
 from torchrl.envs import Transform
 
 from cuma_env.episode import EpisodeConfig, score_group
-from cuma_env.problems import Problem, ProblemStream
+from cuma_env.problems import LEVELS, Problem, ProblemStream
 from cuma_env.rewards import GroupReward, make_reward
-from cuma_env.torchrl.env import TOKEN_STATS_KEY, as_str_list, read_responses, read_token_stats
+from cuma_env.torchrl.layout import TOKEN_STATS_KEY, as_str_list, read_responses, read_token_stats
 
 ProblemLookup = Callable[[Any], Problem | None] | Mapping[Any, Problem]
 
@@ -104,9 +108,9 @@ class GroupVote(Transform):
         self.groups_scored = self.groups_written = self.groups_dropped = 0
 
     @classmethod
-    def from_env(cls, env: Any, **kwargs: Any) -> "GroupVote":
-        """Bound to a `CuMaTorchRLEnv`: its config, reward, problem stream and problems in flight."""
-        episode = env._episode
+    def from_env(cls, env: Any, **kwargs: Any) -> GroupVote:
+        """Bound to a `CuMaTorchRLEnv`: its config, reward, problem stream and problems in flight (`env.episode`)."""
+        episode = env.episode
         if episode.scoring != "buffer":
             raise ValueError("this env scores each group in step (scoring='env'); a GroupVote would score it twice "
                              "and tell the problem stream twice. Build the env with scoring='buffer' (or a "
@@ -117,7 +121,7 @@ class GroupVote(Transform):
         kwargs.setdefault("problem_stream", episode.problem_stream)
         kwargs.setdefault("problems", episode.pending)
         kwargs.setdefault("token_stats_key", episode.token_stats_key)
-        kwargs.setdefault("source_name", episode.gym.source.name)
+        kwargs.setdefault("source_name", episode.source_name)
         return cls(episode.config.group_size, **kwargs)
 
     @property
@@ -190,7 +194,7 @@ class GroupVote(Transform):
         level = int(member.get("level")) if "level" in keys else -1
         problem_id = as_str_list(member.get("problem_id"), 1)[0] if "problem_id" in keys else str(key)
         prompt = as_str_list(member.get("query"), 1)[0] if "query" in keys else f"group {key}"
-        return Problem(id=problem_id, prompt=prompt or f"group {key}", level=level if level in range(1, 6) else None,
+        return Problem(id=problem_id, prompt=prompt or f"group {key}", level=level if level in LEVELS else None,
                        source=self.source_name)
 
     def _score(self, key: Any, members: list[_Member]) -> tuple[list[_Member], torch.Tensor, dict] | None:
