@@ -4,11 +4,12 @@
     result = evaluate(policy, problems, template, samples=4, temperature=0.6, max_new_tokens=8)
     result["levels"][3]["greedy"], result["collapse"]
 
-Benches: `arith` (the procedural family's test split, `cuma_env.ArithmeticSource(split="test")`, levels 1-5),
-`math500` (levels 1-5), `gsm8k`, `aime24`, `amc23` (no levels: one row, level `all`); the files come from
-`cuma_env.load_problems` under `$CUMA_DATA_DIR` (or `data_dir=`). During training the held-out bench is the
-training env's test split (`heldout_bench`). Prompts are rendered exactly as the TorchRL env renders them
-(the env's template, then the tokenizer's chat template), generation is plain batched `generate`.
+Benches are the rows of the task catalog (`cuma_env.catalog.TASKS`) that name a `bench`: its `bench_split`
+is the problems, its template and levelled-ness those of the task. Today: `arith` (the procedural family's
+test split, levels 1-5), `math500` (levels 1-5), `gsm8k`, `aime24`, `amc23` (no levels: one row, level
+`all`); the files come from `cuma_env.load_problems` under `$CUMA_DATA_DIR` (or `data_dir=`). During training
+the held-out bench is the training env's (`heldout_bench`). Prompts are rendered exactly as the TorchRL env
+renders them (the env's template, then the tokenizer's chat template); generation is `agents.generation`.
 Sampling runs under a forked, fixed-seed RNG, so evaluating never changes the training run's random stream
 and the same weights always give the same numbers.
 
@@ -18,45 +19,82 @@ every problem, the paper's collapse).
 
 from __future__ import annotations
 
+import csv
+import json
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-import torch
-
 from cuma_env.answers import matches_reference
-from cuma_env.problems import Problem
+from cuma_env.catalog import TASKS, Task, get_task
+from cuma_env.problems import LEVELS, Problem
 
-BENCHES = ("arith", "math500", "gsm8k", "aime24", "amc23")
-_DATASET = {"math500": "math500", "gsm8k": "gsm8k_test", "aime24": "aime24", "amc23": "amc23"}
-_TEMPLATE = {"arith": "compact", "math500": "default", "gsm8k": "default", "aime24": "default", "amc23": "default"}
 ALL = "all"
-LEVELLED = ("arith", "math500")  # the others have one row, level `all`
+# problems per level when none is asked for, on a procedural bench: the arith test split's level 5 has ~146k;
+# 400 per level is what `cuma reproduce` evaluates (all of levels 1-2, whose splits are smaller)
+PROCEDURAL_DEFAULT_N = 400
+FILE_BENCH_MAX_NEW_TOKENS = 1024  # a default long enough for a real model's worked solution
+
+
+def benches() -> dict[str, Task]:
+    """bench name -> its task, in catalog order."""
+    return {task.bench: task for task in TASKS.values() if task.bench is not None}
+
+
+def bench_names() -> tuple[str, ...]:
+    return tuple(benches())
+
+
+def bench_task(bench: str) -> Task:
+    try:
+        return benches()[bench]
+    except KeyError:
+        raise ValueError(f"unknown bench {bench!r}; choose one of {', '.join(bench_names())}") from None
 
 
 def heldout_bench(env_id: str) -> str:
     """The bench that is the training env's held-out split."""
-    name = env_id.split(":")[-1]
-    return {"CuMa-Arith-v0": "arith", "CuMa-Math-v0": "math500", "CuMa-GSM8K-v0": "gsm8k",
-            "CuMa-AIME24-v0": "aime24", "CuMa-AMC23-v0": "amc23"}[name]
+    task = get_task(env_id)
+    if task.bench is None:
+        raise ValueError(f"{env_id} names no evaluation bench (`bench` in cuma_env.catalog.TASKS)")
+    return task.bench
+
+
+def is_procedural(bench: str) -> bool:
+    """Whether a bench's problems are generated (no data file), as the tiny world's arithmetic is."""
+    task = bench_task(bench)
+    return task.datasets[task.bench_split] is None
+
+
+def default_n(bench: str) -> int | None:
+    """Problems per level `cuma eval` takes when not told: all of a file bench, 400 of a procedural one."""
+    return PROCEDURAL_DEFAULT_N if is_procedural(bench) else None
+
+
+def default_max_new_tokens(bench: str) -> int:
+    """The tiny base's longest worked steps on a procedural bench; room for a real model's on the others."""
+    from agents.tiny.corpus import MAX_COMPLETION_TOKENS
+
+    return MAX_COMPLETION_TOKENS if is_procedural(bench) else FILE_BENCH_MAX_NEW_TOKENS
 
 
 def bench_problems(bench: str, n_per_level: int | None = None, *, levels: Sequence[int] | None = None,
                    data_dir: Any = None, seed: int = 0) -> tuple[dict[Any, list[Problem]], str]:
     """The first `n_per_level` problems of each level of a bench (all of them if None), and its template."""
-    if bench not in BENCHES:
-        raise ValueError(f"unknown bench {bench!r}; choose one of {', '.join(BENCHES)}")
+    task = bench_task(bench)
     if n_per_level is not None and n_per_level < 1:
         raise ValueError(f"problems per level must be >= 1 (or None: all), got {n_per_level}")
-    if levels is not None and bench not in LEVELLED:
+    if levels is not None and not task.levelled:
         raise ValueError(f"bench {bench} has no difficulty levels; leave the levels out")
-    if levels is not None and (not levels or not set(levels) <= {1, 2, 3, 4, 5}):
+    if levels is not None and (not levels or not set(levels) <= set(LEVELS)):
         raise ValueError(f"bench {bench} has levels 1-5, got {list(levels)}")
-    if bench == "arith":
-        from cuma_env.arithmetic import ArithmeticSource
+    dataset = task.datasets[task.bench_split]
+    if dataset is None:  # procedural: every level generated in order, `levels` in the order asked
+        from cuma_env.catalog import make_source
 
-        source = ArithmeticSource(split="test", seed=seed)
+        source = make_source(task.env_id, task.bench_split, seed=seed)
         chosen = tuple(levels) if levels else source.levels
         by_level = {lv: [source.get(lv, i) for i in range(min(n_per_level or source.size(lv), source.size(lv)))]
                     for lv in chosen}
@@ -64,14 +102,14 @@ def bench_problems(bench: str, n_per_level: int | None = None, *, levels: Sequen
         from cuma_env.datasets import load_problems
 
         by_level: dict[Any, list[Problem]] = {}
-        for p in load_problems(_DATASET[bench], data_dir=data_dir):
+        for p in load_problems(dataset, data_dir=data_dir):
             key = p.level if p.level is not None else ALL
             if levels and p.level not in levels:
                 continue
             by_level.setdefault(key, []).append(p)
         by_level = {k: v[:n_per_level] if n_per_level else v
                     for k, v in sorted(by_level.items(), key=lambda kv: (kv[0] == ALL, str(kv[0])))}
-    return by_level, _TEMPLATE[bench]
+    return by_level, task.template
 
 
 def is_correct(answer: str | None, reference: str | None) -> bool:
@@ -101,6 +139,7 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
              temperature: float = 0.6, max_new_tokens: int = 16, batch_size: int = 512, seed: int = 0,
              top_p: float = 1.0) -> dict[str, Any]:
     """Greedy pass@1, sampled pass@1 (`samples` per problem), maj@`samples` per level; collapse; parse rate."""
+    from agents.generation import seeded
     from agents.policy import render_prompts
     from cuma_env.answers import extract_answer
     from cuma_env.prompting import format_prompt
@@ -112,10 +151,8 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
     model.eval()
     levels: dict[Any, dict[str, float]] = {}
     greedy_answers: list[str | None] = []
-    devices = [policy.device.index or 0] if policy.device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with seeded(seed, policy.device):
             for level, items in problems.items():
                 if not items:
                     continue
@@ -139,10 +176,45 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
                                  "maj": maj_hits / n, "parse_rate": parsed / (n * samples)}
     finally:
         model.train(was_training)
-    labels = [a for a in greedy_answers if a is not None]
-    collapse = Counter(labels).most_common(1)[0][1] / len(greedy_answers) if labels else 0.0
-    return {"levels": levels, "collapse": collapse, "samples": samples, "temperature": temperature,
-            "seconds": time.perf_counter() - start}
+    return {"levels": levels, "collapse": heldout_collapse(greedy_answers), "samples": samples,
+            "temperature": temperature, "seconds": time.perf_counter() - start}
+
+
+def heldout_collapse(answers: Sequence[str | None]) -> float:
+    """Share of held-out prompts whose greedy answer is the most common one (1.0 = one answer for everything).
+
+    Unlike `cuma_env.episode.answer_concentration` (training groups' majorities, groups without a majority
+    left out), every prompt counts here, answered or not: a model that stops answering does not look collapsed.
+    """
+    labels = [a for a in answers if a is not None]
+    return Counter(labels).most_common(1)[0][1] / len(answers) if labels else 0.0
+
+
+def greedy_per_problem(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str, *,
+                       max_new_tokens: int, batch_size: int = 512) -> dict[str, Any]:
+    """Greedy correctness problem by problem (for paired statistics), in the same batches as `evaluate`, so the
+    per-level means equal its `greedy`: {"levels": {level: {"ids", "correct", "answered"}}, "collapse"}."""
+    from agents.policy import render_prompts
+    from cuma_env.answers import extract_answer
+    from cuma_env.prompting import format_prompt
+
+    model = policy.model
+    was_training = model.training
+    model.eval()
+    levels: dict[str, dict[str, list]] = {}
+    answers_all: list[str | None] = []
+    try:
+        for level, items in problems.items():
+            prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
+            greedy = policy.generate_texts(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+            answers = [extract_answer(g[0]) for g in greedy]
+            answers_all += answers
+            levels[str(level)] = {"ids": [p.id for p in items],
+                                  "correct": [int(is_correct(a, p.answer)) for a, p in zip(answers, items)],
+                                  "answered": [int(a is not None) for a in answers]}
+    finally:
+        model.train(was_training)
+    return {"levels": levels, "collapse": heldout_collapse(answers_all)}
 
 
 def mean_over_levels(result: Mapping[str, Any], key: str = "greedy") -> float:
@@ -163,3 +235,34 @@ def format_table(result: Mapping[str, Any], title: str = "") -> str:
     lines.append(f"collapse (share of the most common greedy answer): {result['collapse']:.3f}; "
                  f"{result['seconds']:.1f} s")
     return "\n".join(lines)
+
+
+def resolve_model(path: str) -> tuple[str, dict | None]:
+    """A model path to load, plus a state dict when `path` is a run directory without a final model/."""
+    run = Path(path)
+    if (run / "config.yaml").is_file() and not (run / "config.json").is_file():
+        if (run / "model" / "config.json").is_file():
+            return str(run / "model"), None
+        from agents.checkpoint import latest_checkpoint, load_checkpoint
+        from agents.config import from_dict, read_yaml
+
+        checkpoint = latest_checkpoint(run)
+        if checkpoint is None:
+            raise FileNotFoundError(f"run directory {run} has neither model/ nor a checkpoint")
+        config = from_dict(read_yaml(run / "config.yaml"))
+        return config.model.path, load_checkpoint(checkpoint)["model"]
+    return path, None
+
+
+def write_results(result: Mapping[str, Any], out: Path, *, model: str, bench: str,
+                  max_new_tokens: int) -> tuple[Path, Path]:
+    """eval-<bench>.json (everything) and eval-<bench>.csv (one row per level) under `out`."""
+    json_path, csv_path = out / f"eval-{bench}.json", out / f"eval-{bench}.csv"
+    payload = {"model": model, "bench": bench, "max_new_tokens": max_new_tokens, **result}
+    json_path.write_text(json.dumps(payload, indent=2, default=str))
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["level", "n", "greedy", "pass1", "maj", "parse_rate"])
+        for level, s in result["levels"].items():
+            writer.writerow([level, s["n"], s["greedy"], s["pass1"], s["maj"], s["parse_rate"]])
+    return json_path, csv_path

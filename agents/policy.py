@@ -3,7 +3,7 @@
     policy = build_policy(config.model, config.rollout, seed=0)
     policy.generator      # agents.generator's TransformersWrapper / vLLMWrapper, generate=True, text mode
     policy.scorer         # TransformersWrapper, generate=False, tokens mode, over the trained weights (the loss actor)
-    policy.generate_texts(prompts, samples=8, temperature=0.6, max_new_tokens=8)   # eval / probes, plain batched
+    policy.generate_texts(prompts, samples=8, temperature=0.6, max_new_tokens=8)   # eval / probes: agents.generation
     policy.sync_weights() # after an optimizer step (vLLM: push the new weights into the engine; HF: nothing)
 
 `model.path` is `tiny` (the embedded tiny base, installed and cached on first use), a local HF directory or a
@@ -11,7 +11,7 @@ hub id. Precision: weights stay float32 (AdamW master weights); `model.dtype` bf
 `torch.autocast` (`auto`: bfloat16 on CUDA, float32 on CPU; float16 is refused for training: no loss scaling).
 
 Backends: `transformers` (CPU or CUDA; HF `generate`, each repeated prompt prefilled once:
-agents.shared_prefill) and `vllm` (GPU only, optional extra). vLLM runs in-process
+agents.generation) and `vllm` (GPU only, optional extra). vLLM runs in-process
 (`VLLM_ENABLE_V1_MULTIPROCESSING=0`); weights reach it through TorchRL's `vLLMUpdaterV2` over an engine whose
 `update_weights` loads them into the in-process model (TorchRL's `LocalLLMWrapper` makes that a no-op). Its
 prefix cache shares a group's prompt; its generator (`agents.generator.TokenizedVLLMWrapper`) returns the
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from agents.config import TINY_MODEL, ModelConfig, RolloutConfig, is_hub_id
-from agents.shared_prefill import share_prompt_prefill
+from agents.generation import autocast, generate_texts, generate_texts_vllm, share_prompt_prefill
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -121,9 +121,7 @@ class Policy:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        return autocast(self.device, self.dtype)
 
     def sync_weights(self) -> None:
         """Make the generator sample from the current weights (a no-op when they are the same tensors)."""
@@ -142,32 +140,14 @@ class Policy:
         return TransformersWrapper(ref, tokenizer=self.tokenizer, input_mode="tokens", generate=False,
                                    return_log_probs=True, pad_output=True, device=self.device)
 
-    @torch.no_grad()
     def generate_texts(self, prompts: Sequence[str], *, samples: int = 1, temperature: float | None = None,
                        max_new_tokens: int = 16, top_p: float = 1.0, batch_size: int = 512) -> list[list[str]]:
-        """`samples` completions per rendered prompt; `temperature=None` is greedy. Batched, left-padded."""
-        if temperature is None and samples != 1:
-            raise ValueError("greedy decoding gives one completion per prompt; pass a temperature to sample")
+        """`samples` completions per rendered prompt; `temperature=None` is greedy (`agents.generation`)."""
         if self.backend == "vllm":
-            return _vllm_generate(self.engine.llm_instance, prompts, samples, temperature, max_new_tokens, top_p)
-        tok = self.tokenizer
-        out: list[list[str]] = []
-        per_call = max(1, batch_size // samples)
-        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                      eos_token_id=tok.eos_token_id)
-        if temperature is None:
-            kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-        else:
-            kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=float(top_p),
-                          num_return_sequences=samples)
-        for start in range(0, len(prompts), per_call):
-            chunk = list(prompts[start:start + per_call])
-            enc = tok(chunk, padding=True, padding_side="left", return_tensors="pt").to(self.device)
-            with self.autocast():
-                seqs = self.model.generate(**enc, **kwargs)
-            texts = tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out.extend(texts[i * samples:(i + 1) * samples] for i in range(len(chunk)))
-        return out
+            return generate_texts_vllm(self.engine.llm_instance, prompts, samples=samples, temperature=temperature,
+                                       max_new_tokens=max_new_tokens, top_p=top_p)
+        return generate_texts(self.model, self.tokenizer, prompts, samples=samples, temperature=temperature,
+                              max_new_tokens=max_new_tokens, top_p=top_p, batch_size=batch_size, dtype=self.dtype)
 
 
 def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int = 0) -> Policy:
@@ -195,7 +175,7 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
         _attach_vllm(policy, model_config, rollout, seed)
     else:  # no generation log-probs: the learner takes the on-policy ones from its own forward (agents.learner);
         # returning them kept every step's logits and one more tensorclass per member in every later copy
-        from agents.generator import PaddedTransformersWrapper
+        from cuma_env.torchrl.fast_paths import PaddedTransformersWrapper
 
         policy.generator = _AutocastWrapper.wrap(PaddedTransformersWrapper(
             model, tokenizer=tokenizer, input_mode="text", generate=True, return_log_probs=False, pad_output=True,
@@ -243,8 +223,8 @@ def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed:
     if (policy.device.index or 0) != 0:
         raise BackendUnavailable(f"backend vllm runs on the first visible GPU; for {policy.device} set "
                                  f"CUDA_VISIBLE_DEVICES={policy.device.index} and model.device=cuda")
-    from vllm import LLM
     from torchrl.collectors.llm.weight_update.vllm_v2 import vLLMUpdaterV2
+    from vllm import LLM
 
     from agents.generator import TokenizedVLLMWrapper
 
@@ -285,12 +265,3 @@ def _in_process_engine(llm: Any, name: str, dtype: torch.dtype) -> Any:
 
     return InProcessVLLMEngine(llm, tensor_parallel_size=1, model_name=name)
 
-
-def _vllm_generate(llm: Any, prompts: Sequence[str], samples: int, temperature: float | None,
-                   max_new_tokens: int, top_p: float) -> list[list[str]]:
-    from vllm import SamplingParams
-
-    params = SamplingParams(n=samples, temperature=0.0 if temperature is None else temperature,
-                            top_p=1.0 if temperature is None else top_p, max_tokens=max_new_tokens)
-    outputs = llm.generate(list(prompts), params, use_tqdm=False)
-    return [[c.text for c in o.outputs] for o in outputs]

@@ -3,10 +3,10 @@
 A rollout batch is G copies of each prompt (16 prompts x 8 samples = 128 rows). HF `generate` prefills all
 128 rows; vLLM shares them through its prefix cache (`enable_prefix_caching`, agents.policy). Here the KV
 cache of every distinct prompt (all its tokens but the last) is computed once, gathered to the batch's rows,
-and handed to `generate`, which then runs only the last prompt token and the new tokens over all rows. On
-the tiny base (prompts of 7-10 tokens, at most 8 new ones) generation takes ~25% less time, a step ~15% less
-(benchmarks/bench_step.py). Sampling with `num_return_sequences=n` is expanded here, as HF expands it, so
-its n copies share one prefill too (evaluation, probes).
+and handed to `generate`, which then runs only the last prompt token and the new tokens over all rows
+(what that saves: docs/performance.md). Sampling with `num_return_sequences=n` is expanded here, as HF
+expands it, so its n copies share one prefill too (`agents.generation`: evaluation, probes, `cuma base`,
+`cuma calibrate`).
 
 The rows see the same tokens, positions and masks as in HF's own prefill, so the outputs are the same
 sequences; logits agree to float rounding (a 16-row and a 128-row matmul round differently;

@@ -54,8 +54,8 @@ def test_random_model_architecture(tiny_random_model):
 
 def test_training_examples_mask_the_prompt():
     from agents.tiny.corpus import boxed as completion_text
-    from agents.tiny.training import IGNORE_INDEX, encode_examples
     from agents.tiny.tokenizer import build_char_tokenizer
+    from agents.tiny.training import IGNORE_INDEX, encode_examples
 
     tok = build_char_tokenizer()
     prompts = ["What is 1 + 2? Answer in \\boxed{}.", "What is 10 + 20? Answer in \\boxed{}."]
@@ -70,8 +70,8 @@ def test_training_examples_mask_the_prompt():
 
 # ---------------------------------------------------------------- determinism and cache
 def test_same_config_and_seed_give_the_same_weights():
-    from agents.tiny.training import train_tiny_base
     from agents.tiny.model import weights_hash
+    from agents.tiny.training import train_tiny_base
 
     config = TinyBaseConfig(**QUICK)
     first = weights_hash(train_tiny_base(config, progress=False).model)
@@ -159,8 +159,8 @@ def test_built_base_loads_and_left_padding_does_not_change_greedy_output(tiny_ba
 
 @pytest.mark.slow
 def test_built_base_is_weak_and_graded(tiny_base_dir):
-    from agents.tiny.profile import evaluate_base
     from agents.tiny.model import load_tiny_base
+    from agents.tiny.profile import evaluate_base
 
     model, tokenizer = load_tiny_base(tiny_base_dir)
     report = evaluate_base(model, tokenizer, n_per_level=60, samples=8, temperature=0.6)

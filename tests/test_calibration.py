@@ -7,8 +7,20 @@ import json
 
 import pytest
 
-from curricula.calibration import (ADDED_FIELDS, DEFAULT_BANDS, Bands, arith_records, assess_group, auc, calibrate,
-                                   format_report, plot_report, record_level, select_per_level, summarize)
+from curricula.calibration import (
+    ADDED_FIELDS,
+    DEFAULT_BANDS,
+    Bands,
+    arith_records,
+    assess_group,
+    auc,
+    calibrate,
+    format_report,
+    plot_report,
+    record_level,
+    select_per_level,
+    summarize,
+)
 
 
 def boxed(*answers: str) -> list[str]:

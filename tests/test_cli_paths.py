@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_error, cuma
 
 import agents.tiny.cache
 import agents.tiny.profile
-from cli_helpers import assert_error, cuma
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""Held-out evaluation and `cuma eval`: benches, grading, determinism, collapse, the command's outputs."""
+"""Held-out evaluation and `cuma eval`: benches (rows of the task catalog), grading, determinism, collapse, the
+command's outputs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import torch
 
 from agents.commands import eval as eval_command
 from agents.config import ModelConfig, RolloutConfig
-from agents.evaluation import BENCHES, bench_problems, evaluate, format_table, heldout_bench, is_correct
+from agents.evaluation import (
+    bench_names,
+    bench_problems,
+    evaluate,
+    format_table,
+    heldout_bench,
+    is_correct,
+    resolve_model,
+)
 from agents.policy import build_policy
 from cuma_env.arithmetic import ArithmeticSource
 
@@ -32,7 +41,7 @@ def test_file_benches_by_level(data_dir):
     assert {k: len(v) for k, v in bench_problems("amc23", data_dir=data_dir)[0].items()} == {"all": 40}
     assert len(bench_problems("gsm8k", 5, data_dir=data_dir)[0]["all"]) == 5
     assert list(bench_problems("math500", 3, levels=[2], data_dir=data_dir)[0]) == [2]
-    assert set(BENCHES) == {"arith", "math500", "gsm8k", "aime24", "amc23"}
+    assert set(bench_names()) == {"arith", "math500", "gsm8k", "aime24", "amc23"}
     with pytest.raises(ValueError, match="unknown bench"):
         bench_problems("mmlu")
 
@@ -107,16 +116,17 @@ def test_eval_arith_defaults_to_400_problems_per_level_not_the_whole_split(tiny_
 
 
 def test_eval_command_reads_a_run_directory(tiny_base_dir, tmp_path):
-    from agents.config import load_config, save_config
-    from agents.checkpoint import save_checkpoint
     from transformers import AutoModelForCausalLM
+
+    from agents.checkpoint import save_checkpoint
+    from agents.config import load_config, save_config
 
     run = tmp_path / "run"
     run.mkdir()
     save_config(load_config(overrides=[f"model.path={tiny_base_dir}"]), run / "config.yaml")
     state = AutoModelForCausalLM.from_pretrained(tiny_base_dir).state_dict()
     save_checkpoint(run, 3, {"model": state})
-    path, loaded = eval_command.resolve_model(str(run))
+    path, loaded = resolve_model(str(run))
     assert path == str(tiny_base_dir) and set(loaded) == set(state)
     assert eval_command.main(["--model", str(run), "--bench", "arith", "--n", "2", "--samples", "1",
                               "--levels", "1", "--out", str(tmp_path / "e")]) == 0
@@ -135,3 +145,44 @@ def test_eval_says_when_prompts_do_not_fit_the_model(tiny_base_dir, tmp_path, ca
     assert json.loads((tmp_path / "eval-gsm8k.json").read_text())["levels"]["all"]["n"] == 3
     assert eval_command.main(["--bench", "arith", "--n", "2", "--levels", "5", *args]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+# --- a new bench is one row of the task catalog ------------------------------------------------------------
+def test_a_new_catalog_row_is_a_bench_of_evaluate_and_cuma_eval(monkeypatch, policy, tiny_base_dir, tmp_path):
+    """A task registered with a `bench` name (here: the procedural family under the default template) is
+    evaluated by `bench_problems` + `evaluate` and by `cuma eval --bench`, with nothing added elsewhere."""
+    from cuma_env import catalog
+
+    row = catalog.Task("CuMa-ArithLong-v0", "arithmetic with the long template", {"test": None}, bench="arith-long")
+    monkeypatch.setitem(catalog.TASKS, row.env_id, row)
+    assert "arith-long" in bench_names() and heldout_bench("CuMa-ArithLong-v0") == "arith-long"
+    problems, template = bench_problems("arith-long", 3, levels=[2, 1])
+    assert template == "default" and list(problems) == [2, 1]
+    assert [p.id for p in problems[1]] == [ArithmeticSource("test").get(1, i).id for i in range(3)]
+    result = evaluate(policy, problems, template, samples=2, max_new_tokens=8)
+    assert {k: v["n"] for k, v in result["levels"].items()} == {2: 3, 1: 3}
+    assert eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith-long", "--n", "2", "--samples", "1",
+                              "--levels", "1", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "eval-arith-long.json").read_text())["levels"]["1"]["n"] == 2
+
+
+def test_a_new_catalog_row_over_a_jsonl_file_is_one_unlevelled_bench(monkeypatch, policy, tmp_path):
+    """A file-backed task: its dataset (registered in cuma_env.datasets) gives the bench's problems, in file
+    order, as one row `all` when the task has no levels; the policy is graded on them."""
+    from cuma_env import catalog, datasets
+
+    (tmp_path / "toy").mkdir()
+    lines = [{"id": i, "problem": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(5)]
+    (tmp_path / "toy" / "test.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    reader = datasets._DATASETS["amc23"][1]  # the competition layout: id, problem, answer
+    monkeypatch.setitem(datasets._DATASETS, "toy", ("toy/test.jsonl", reader))
+    row = catalog.Task("CuMa-Toy-v0", "five additions", {"test": "toy"}, template="compact", levelled=False,
+                       bench="toy")
+    monkeypatch.setitem(catalog.TASKS, row.env_id, row)
+    problems, template = bench_problems("toy", 4, data_dir=tmp_path)
+    assert template == "compact" and list(problems) == ["all"]
+    assert [p.answer for p in problems["all"]] == ["0", "2", "4", "6"]
+    with pytest.raises(ValueError, match="no difficulty levels"):
+        bench_problems("toy", levels=[1], data_dir=tmp_path)
+    result = evaluate(policy, problems, template, samples=2, max_new_tokens=8)
+    assert result["levels"]["all"]["n"] == 4 and 0.0 <= result["levels"]["all"]["greedy"] <= 1.0

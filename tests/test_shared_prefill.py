@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from agents import shared_prefill
-from agents.policy import build_policy, load_model, render_prompts
 from agents.config import load_config
+from agents.policy import build_policy, load_model, render_prompts
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.prompting import format_prompt
 

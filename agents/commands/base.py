@@ -38,7 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=8, help="samples per problem for pass@1/maj@k (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out order and sampling")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="cache root (default $CUMA_CACHE_DIR or ~/.cache/cuma)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="cache root (default $CUMA_CACHE_DIR or ~/.cache/cuma)")
     parser.add_argument("--rebuild", action="store_true", help="build again even if the base is cached")
     parser.add_argument("--train", action="store_true",
                         help="train the base on this machine, even where published weights exist (replaces the "
@@ -55,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
                             f"{args.n_per_level}, {args.samples} and {args.temperature:g}")
     from agents.tiny.cache import ensure_tiny_base, read_metadata
     from agents.tiny.config import TinyBaseConfig
-    from agents.tiny.profile import evaluate_base
     from agents.tiny.model import count_parameters, load_tiny_base
+    from agents.tiny.profile import base_identity, evaluate_base
 
     changes = {"seed": args.seed}
     for name in ("steps", "reasoning_share", "unanswered_share"):
@@ -112,21 +113,8 @@ def _shares(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0,0,0.1,0.4,0.6, got {text!r}")
-
-
-def base_identity(meta: dict) -> str:
-    """Whether a base's numbers can be compared with the published ones (a local build of the default
-    config on another CPU is another base)."""
-    from agents.tiny.published import PUBLISHED
-
-    record = PUBLISHED.get(meta.get("key", ""))
-    if record is None:
-        return "no published weights for this config: compare this hash before comparing numbers"
-    if meta.get("weights_sha256") == record["weights_sha256"]:
-        return "the published base: the README's numbers are for these weights"
-    return (f"NOT the published base {record['weights_sha256'][:16]}: numbers will differ from the README's; "
-            "`cuma base --rebuild` installs the published one")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0,0,0.1,0.4,0.6, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,81 +62,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _load_records(args: argparse.Namespace) -> tuple[list[dict], str, bool]:
-    """(records, prompt template, is_arith)."""
-    from curricula.calibration import arith_records, select_per_level
-    from cuma_env.datasets import read_jsonl
-
-    if args.data == "arith":
-        return arith_records(args.per_level or 100, split=args.arith_split, seed=0), "compact", True
-    path = Path(args.data)
-    if not path.is_file():
-        raise FileNotFoundError(f"--data {path}: no such file (give a JSONL in the pools' layout, or `arith`)")
-    records = select_per_level(read_jsonl(path), args.per_level)
-    if not records:
-        raise ValueError(f"--data {path}: no records")
-    return records, "default", False
-
-
-def _load_model(name: str, device_name: str, dtype_name: str):
-    """(model, tokenizer, device, dtype): the tiny base through its checked loader, anything else via HF."""
-    import torch
-
-    from agents.policy import load_model, model_source, resolve_device, resolve_dtype
-
-    device = resolve_device(device_name)
-    dtype = resolve_dtype(dtype_name, device)
-    source = model_source(name)
-    if (Path(source) / "cuma_base.json").is_file():
-        from agents.tiny.model import load_tiny_base
-
-        model, tokenizer = load_tiny_base(source)
-        model.to(device)
-    else:
-        model, tokenizer = load_model(source, device)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, device, dtype if device.type != "cpu" else torch.float32
-
-
-def make_generate(model, tokenizer, device, dtype, *, temperature: float, top_p: float, max_new_tokens: int,
-                  batch_size: int, chat_template: bool):
-    """`generate(prompts, n) -> [[str] * n]`: batched, left-padded HF sampling (chat template if asked)."""
-    import contextlib
-
-    import torch
-
-    from agents.shared_prefill import generate_with_shared_prefill
-
-    def render(prompts):
-        if chat_template and getattr(tokenizer, "chat_template", None):
-            from agents.policy import render_prompts
-
-            return render_prompts(tokenizer, prompts)
-        return list(prompts)
-
-    def generate(prompts, n):
-        texts = render(prompts)
-        out = []
-        per_call = max(1, batch_size // n)
-        autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32
-                    else contextlib.nullcontext())
-        for start in range(0, len(texts), per_call):
-            chunk = texts[start:start + per_call]
-            enc = tokenizer(chunk, padding=True, padding_side="left", return_tensors="pt",
-                            add_special_tokens=False).to(device)
-            with torch.no_grad(), autocast:
-                seqs = generate_with_shared_prefill(  # the n samples of a prompt share its prefill
-                    model, **enc, do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=None,
-                    num_return_sequences=n, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id)
-            decoded = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out.extend(decoded[i * n:(i + 1) * n] for i in range(len(chunk)))
-        return out
-
-    return generate
-
-
 def _min_votes(args: argparse.Namespace) -> int | float:
     from agents.commands import min_votes_option
 
@@ -158,23 +83,21 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from agents.calibration import ARITH_PER_LEVEL, calibrate_model, default_max_new_tokens, load_model, load_records
     from agents.commands import fail
-    from curricula.calibration import Bands, calibrate, format_report, summarize, write_report
+    from curricula.calibration import Bands, format_report, summarize, write_report
 
     try:
         _check(args)
         min_votes = _min_votes(args)
         bands = Bands.parse(args.bands)
-        records, default_template, is_arith = _load_records(args)
+        records, default_template, is_arith = load_records(args.data, args.per_level, arith_split=args.arith_split)
     except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("calibrate", exc)
-    from agents.tiny.corpus import MAX_COMPLETION_TOKENS
     from agents.policy import BackendUnavailable
 
     try:
-        model, tokenizer, device, dtype = _load_model(args.model, args.device, args.dtype)
+        model, tokenizer, device, dtype = load_model(args.model, args.device, args.dtype)
     except (ValueError, OSError, BackendUnavailable) as exc:  # no such model, no CUDA
         return fail("calibrate", exc)
     out = args.out or Path("runs") / f"calibrate-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -183,20 +106,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail("calibrate", f"--out {out}: {exc.strerror or exc}")
     template = args.prompt_template or default_template
-    max_new = args.max_new_tokens if args.max_new_tokens is not None else (MAX_COMPLETION_TOKENS if is_arith else 1024)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    generate = make_generate(model, tokenizer, device, dtype, temperature=args.temperature, top_p=args.top_p,
-                             max_new_tokens=max_new, batch_size=args.batch_size,
-                             chat_template=not args.no_chat_template)
+    max_new = args.max_new_tokens if args.max_new_tokens is not None else default_max_new_tokens(is_arith)
     started = time.perf_counter()
-    devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(args.seed)
-            calibrated = calibrate(records, generate, template=template, n_samples=args.n_samples, bands=bands,
-                                   min_votes=min_votes, chunk=max(1, args.batch_size // args.n_samples),
-                                   progress=not args.no_progress)
+        calibrated = calibrate_model(records, model, tokenizer, template=template, n_samples=args.n_samples,
+                                     temperature=args.temperature, top_p=args.top_p, max_new_tokens=max_new,
+                                     batch_size=args.batch_size, chat_template=not args.no_chat_template,
+                                     bands=bands, min_votes=min_votes, seed=args.seed, dtype=dtype,
+                                     progress=not args.no_progress)
     except ValueError as exc:  # a record without problem text
         return fail("calibrate", exc)
     seconds = time.perf_counter() - started
@@ -204,9 +121,9 @@ def run(args: argparse.Namespace) -> int:
     title = f"Difficulty calibration: {args.model} on {args.data} (N={args.n_samples}, T={args.temperature:g})"
     meta = {"model": args.model, "data": args.data, "n_samples": args.n_samples, "temperature": args.temperature,
             "top_p": args.top_p, "max_new_tokens": max_new, "template": template, "seed": args.seed,
-            "per_level": args.per_level or (100 if is_arith else None), "arith_split": args.arith_split if is_arith else None,
-            "min_votes": min_votes, "chat_template": not args.no_chat_template, "device": str(device),
-            "seconds": round(seconds, 2)}
+            "per_level": args.per_level or (ARITH_PER_LEVEL if is_arith else None),
+            "arith_split": args.arith_split if is_arith else None, "min_votes": min_votes,
+            "chat_template": not args.no_chat_template, "device": str(device), "seconds": round(seconds, 2)}
     paths = write_report(calibrated, summary, out, meta=meta, title=title)
     print(format_report(summary, title))
     print(f"{len(calibrated)} problems in {seconds:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))

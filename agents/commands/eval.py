@@ -6,22 +6,16 @@
   cuma eval --model tiny --bench gsm8k --n 200 --out evals/tiny
 
 --model takes `tiny` (the embedded base), a model directory, a hub id, or a run directory of `cuma train`.
-math500 / gsm8k / aime24 / amc23 read $CUMA_DATA_DIR (or --data-dir). Writes eval-<bench>.json and
-eval-<bench>.csv under --out (default: the current directory).
+Benches are the rows of the task catalog (cuma_env/catalog.py) that name one; the file ones (math500, gsm8k,
+aime24, amc23) read $CUMA_DATA_DIR (or --data-dir). Writes eval-<bench>.json and eval-<bench>.csv under --out
+(default: the current directory).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from pathlib import Path
-
-
-# `--n` for arith when not given: the procedural test split's level 5 has ~146k problems; 400 per level is
-# what `cuma reproduce` evaluates (all of levels 1-2, whose splits are smaller)
-ARITH_DEFAULT_N = 400
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -29,26 +23,30 @@ def _levels(text: str) -> tuple[int, ...]:
         levels = tuple(dict.fromkeys(int(x) for x in text.replace(" ", "").split(",") if x))
     except ValueError:
         levels = ()
-    if not levels or any(lv not in range(1, 6) for lv in levels):
-        raise argparse.ArgumentTypeError(f"levels must be integers 1-5 separated by commas, got {text!r}")
+    from cuma_env.problems import LEVELS
+
+    if not levels or any(lv not in LEVELS for lv in levels):
+        raise argparse.ArgumentTypeError(f"levels must be integers {LEVELS[0]}-{LEVELS[-1]} separated by commas, "
+                                         f"got {text!r}")
     return levels
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from agents.evaluation import BENCHES
+    from agents.evaluation import PROCEDURAL_DEFAULT_N, bench_names, benches
 
     parser = subparsers.add_parser("eval", help="pass@1 greedy and maj@k per level on a benchmark",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, metavar="PATH", help="tiny | model dir | hub id | run dir")
-    parser.add_argument("--bench", required=True, choices=BENCHES)
+    parser.add_argument("--bench", required=True, choices=bench_names())
     parser.add_argument("--samples", type=int, default=8, help="k of maj@k and sampled pass@1 (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--n", type=int, default=None, metavar="N",
-                        help=f"at most N problems per level (default: {ARITH_DEFAULT_N} for arith, whose level 5 "
+                        help=f"at most N problems per level (default: {PROCEDURAL_DEFAULT_N} for arith, whose level 5 "
                              "alone has ~146k test problems; all for the others)")
     parser.add_argument("--levels", type=_levels, default=None, metavar="L,L",
-                        help="only these levels, e.g. 1,2 (arith and math500 only)")
+                        help="only these levels, e.g. 1,2 (levelled benches only: "
+                             f"{', '.join(name for name, task in benches().items() if task.levelled)})")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="default: 48 for arith (the tiny base's longest worked steps fit), 1024 for the others")
     parser.add_argument("--batch-size", type=int, default=256, help="sequences per generate call (default 256)")
@@ -60,23 +58,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None, help="benchmark data folder (default $CUMA_DATA_DIR)")
     parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write results")
     return parser
-
-
-def resolve_model(path: str) -> tuple[str, dict | None]:
-    """A model path to load, plus a state dict when `path` is a run directory without a final model/."""
-    run = Path(path)
-    if (run / "config.yaml").is_file() and not (run / "config.json").is_file():
-        if (run / "model" / "config.json").is_file():
-            return str(run / "model"), None
-        from agents.checkpoint import latest_checkpoint, load_checkpoint
-        from agents.config import from_dict, read_yaml
-
-        checkpoint = latest_checkpoint(run)
-        if checkpoint is None:
-            raise FileNotFoundError(f"run directory {run} has neither model/ nor a checkpoint")
-        config = from_dict(read_yaml(run / "config.yaml"))
-        return config.model.path, load_checkpoint(checkpoint)["model"]
-    return path, None
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -94,19 +75,27 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
     from agents.config import ModelConfig, RolloutConfig
-    from agents.evaluation import bench_problems, context_overflow, evaluate, format_table
+    from agents.evaluation import (
+        bench_problems,
+        context_overflow,
+        default_max_new_tokens,
+        default_n,
+        evaluate,
+        format_table,
+        resolve_model,
+        write_results,
+    )
 
     try:
         _check(args)
         model_path, state = resolve_model(args.model)
-        n = args.n if args.n is not None or args.bench != "arith" else ARITH_DEFAULT_N
+        n = args.n if args.n is not None else default_n(args.bench)
         problems, template = bench_problems(args.bench, n, levels=args.levels, data_dir=args.data_dir, seed=0)
     except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("eval", exc)
-    from agents.tiny.corpus import MAX_COMPLETION_TOKENS
     from agents.policy import BackendUnavailable, build_policy
 
-    max_new = args.max_new_tokens or (MAX_COMPLETION_TOKENS if args.bench == "arith" else 1024)
+    max_new = args.max_new_tokens or default_max_new_tokens(args.bench)
     model_config = ModelConfig(path=model_path, backend=args.backend, device=args.device, dtype=args.dtype)
     try:
         policy = build_policy(model_config, RolloutConfig(max_new_tokens=max_new, temperature=args.temperature),
@@ -129,13 +118,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(policy, problems, template, samples=args.samples, temperature=args.temperature,
                       max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p)
     print(format_table(result, f"{args.model} on {args.bench}:"))
-    payload = {"model": args.model, "bench": args.bench, "max_new_tokens": max_new, **result}
-    (args.out / f"eval-{args.bench}.json").write_text(json.dumps(payload, indent=2, default=str))
-    with open(args.out / f"eval-{args.bench}.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["level", "n", "greedy", "pass1", "maj", "parse_rate"])
-        for level, s in result["levels"].items():
-            writer.writerow([level, s["n"], s["greedy"], s["pass1"], s["maj"], s["parse_rate"]])
+    write_results(result, args.out, model=args.model, bench=args.bench, max_new_tokens=max_new)
     return 0
 
 

@@ -52,9 +52,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
     from agents.config import ConfigError
-    from agents.experiments.reproduce import (METHOD_ORDER, DifferentRunError, different_runs, full_budget, method_config,
-                                  quick_budget, reproduce)
     from agents.experiments.report import format_table
+    from agents.experiments.reproduce import (
+        METHOD_ORDER,
+        DifferentRunError,
+        different_runs,
+        full_budget,
+        method_config,
+        quick_budget,
+        reproduce,
+    )
 
     items = [m for item in (args.methods or []) for m in item.split(",") if m]
     overrides = [*(m for m in items if "=" in m), *args.overrides]  # `--methods a b key=value`: an override

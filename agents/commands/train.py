@@ -24,7 +24,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("train", help="label-free GRPO training (TorchRL) from a preset or config",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", metavar="NAME", help="a shipped preset (default tiny-cuma-gated; see --list-presets)")
+    source.add_argument("--preset", metavar="NAME",
+                        help="a shipped preset (default tiny-cuma-gated; see --list-presets)")
     source.add_argument("--config", type=Path, metavar="FILE", help="a YAML config file")
     source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (default runs/<preset>-<time>)")

@@ -6,7 +6,7 @@ no answer occurs twice); and the majority's accuracy by the size of the largest 
 agreement is informative at that level; and which route the completions take (`agents.tiny.corpus`): the
 share of greedy and of sampled completions that write worked steps before the answer, and the sampled
 pass@1 with steps and with a bare answer, which says whether reasoning is latent in the base (right more
-often, taken rarely). Batched HF `generate` with left padding.
+often, taken rarely). Generation: `agents.generation`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from agents.generation import generate_texts
 from agents.tiny.corpus import MAX_COMPLETION_TOKENS, writes_steps
-from agents.shared_prefill import generate_with_shared_prefill
-from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.answers import matches_reference
+from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.problems import LEVELS
 from cuma_env.prompting import format_prompt
 
@@ -103,38 +103,14 @@ class BaseReport:
         return "\n".join(lines)
 
 
-@torch.no_grad()
 def generate_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
                          samples: int = 1, temperature: float | None = None,
-                         max_new_tokens: int = MAX_COMPLETION_TOKENS,
-                         batch_size: int = 512) -> list[list[str]]:
-    """Completions per prompt (`samples` each). `temperature=None` is greedy (then samples must be 1).
-
-    Left padding; prompts are encoded without special tokens (the tiny base has no BOS).
-    """
-    if temperature is None and samples != 1:
-        raise ValueError("greedy decoding gives one completion per prompt; pass a temperature to sample")
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    out: list[list[str]] = []
-    per_call = max(1, batch_size // samples)
-    try:
-        for start in range(0, len(prompts), per_call):
-            chunk = list(prompts[start:start + per_call])
-            enc = tokenizer(chunk, padding=True, return_tensors="pt", add_special_tokens=False)
-            kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                          eos_token_id=tokenizer.eos_token_id)
-            if temperature is None:
-                kwargs.update(do_sample=False)
-            else:
-                kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=None,
-                              num_return_sequences=samples)
-            seqs = generate_with_shared_prefill(model, **enc, **kwargs)
-            texts = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out.extend(texts[i * samples:(i + 1) * samples] for i in range(len(chunk)))
-    finally:
-        tokenizer.padding_side = previous_side
-    return out
+                         max_new_tokens: int = MAX_COMPLETION_TOKENS, batch_size: int = 512,
+                         seed: int | None = None) -> list[list[str]]:
+    """`agents.generation.generate_texts` with the tiny base's settings: its longest completion, prompts as
+    given (no chat template) and encoded without special tokens (the tiny base has no BOS)."""
+    return generate_texts(model, tokenizer, prompts, samples=samples, temperature=temperature,
+                          max_new_tokens=max_new_tokens, batch_size=batch_size, add_special_tokens=False, seed=seed)
 
 
 def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int = 200,
@@ -162,10 +138,9 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
             prompts = [format_prompt(p, template) for p in problems]
             greedy = generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                                           batch_size=batch_size)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed * 1000 + level)
-                sampled = generate_completions(model, tokenizer, prompts, samples=samples, temperature=temperature,
-                                               max_new_tokens=max_new_tokens, batch_size=batch_size)
+            sampled = generate_completions(model, tokenizer, prompts, samples=samples, temperature=temperature,
+                                           max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                           seed=seed * 1000 + level)  # each level's draws its own
             greedy_hits = maj_hits = masked = unanimous = no_answer = greedy_steps = 0
             route_hits = {True: [0, 0], False: [0, 0]}  # writes steps -> [right, answered completions]
             by_cluster: dict[int, list[int]] = {}
@@ -198,6 +173,20 @@ def evaluate_base(model, tokenizer: PreTrainedTokenizerBase, *, n_per_level: int
         model.train(was_training)
     return BaseReport(levels=results, temperature=temperature, samples=samples, n_per_level=n_per_level,
                       seed=seed, split=split, seconds=time.perf_counter() - start)
+
+
+def base_identity(meta: dict) -> str:
+    """Whether a base's numbers can be compared with the published ones (a local build of the default
+    config on another CPU is another base)."""
+    from agents.tiny.published import PUBLISHED
+
+    record = PUBLISHED.get(meta.get("key", ""))
+    if record is None:
+        return "no published weights for this config: compare this hash before comparing numbers"
+    if meta.get("weights_sha256") == record["weights_sha256"]:
+        return "the published base: the README's numbers are for these weights"
+    return (f"NOT the published base {record['weights_sha256'][:16]}: numbers will differ from the README's; "
+            "`cuma base --rebuild` installs the published one")
 
 
 def _rate(hits: int, total: int) -> float | None:
