@@ -1,4 +1,4 @@
-"""Training configuration: dataclasses, YAML presets, `key=value` overrides, validation.
+"""Training configuration: YAML presets, `key=value` overrides, loading and checking a `Config`.
 
     config = load_config(preset="tiny-cuma-gated", overrides=["train.lr=1e-5", "steps=50"])
     config = load_config(path="my.yaml")                   # a YAML file in the same layout as a preset
@@ -10,16 +10,15 @@ YAML (`env.levels=[1,2]`, `eval.every=0`). `curriculum.options` is a free mappin
 `curricula.make_schedule`, so `curriculum.options.window=16` works too. `env.pool` is a nested section
 (`env.pool.kind=skewed`): which problems the run trains on (see `PoolConfig`, built by `agents.train_pool`).
 Every problem (unknown key, wrong type, value out of range, unknown schedule option) is one `ConfigError`
-whose message is one line.
+whose message is one line. The sections and the checks of their keys live in `agents.config_sections`
+(re-exported here); this module reads, merges, coerces and then calls `Config.validate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,112 +27,30 @@ from typing import Any
 
 import yaml
 
+from agents.config_sections import (
+    POOL_KINDS,
+    TINY_MODEL,
+    ConfigError,
+    CurriculumConfig,
+    EnvConfig,
+    EvalConfig,
+    ModelConfig,
+    OutputConfig,
+    PoolConfig,
+    RolloutConfig,
+    TrainConfig,
+    at_least,
+    is_hub_id,
+    min_votes_count,
+)
+
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "tiny-cuma-gated"
-TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (installed and cached on first use)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
-
-def is_hub_id(source: str) -> bool:
-    """Whether a model source names a Hugging Face hub repo (`owner/name`) rather than a local path: it looks like
-    one (one `/`, no leading `/`, `.` or `~`) and is not an existing path. Anything else is a local path."""
-    return bool(_HUB_ID.fullmatch(source)) and not Path(source).exists()
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported as one line."""
-
-
-@dataclass
-class ModelConfig:
-    path: str = TINY_MODEL          # "tiny", a local HF model directory, or a hub id (Qwen/Qwen2.5-0.5B)
-    backend: str = "transformers"   # transformers | vllm (GPU only, optional extra)
-    device: str = "auto"            # auto (cuda if available) | cpu | cuda | cuda:N
-    dtype: str = "auto"             # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 (float16: refused)
-    num_threads: int = 1            # torch intra-op threads on CPU (1 is fastest for small models)
-    vllm_gpu_memory_utilization: float = 0.35
-    vllm_max_model_len: int = 4096
-
-
-POOL_KINDS = ("split", "skewed", "file")
-
-
-@dataclass
-class PoolConfig:
-    """The training pool (`agents.train_pool.training_source`); the held-out evaluation is never affected."""
-
-    kind: str = "split"                      # split: the env id's train split | skewed | file
-    path: str | None = None                  # file: a curated JSONL (pools' layout; `cuma curate` / `calibrate`)
-    size: int | None = None                  # skewed: problems in the pool (null: 1000)
-    level_field: str = "level"               # file: the record field holding the level (measured_level)
-    top_up: bool | list[int] = False         # file: fill levels (true: every level; or a list) from the split
-
-
-@dataclass
-class EnvConfig:
-    id: str = "CuMa-Arith-v0"
-    levels: list[int] | None = None          # None: every level of the source
-    reward: str = "masked_majority"          # masked_majority | majority | self_certainty | ground_truth
-    min_votes: int | float = 2               # mask threshold: a count, or a share of the group (0.75 = 6 of 8)
-    empty_votes: bool = False                # unparsable answers vote as one cluster (TTRL's code); default: never
-    prompt_template: str | None = None       # None: the task's own (compact for arith)
-    data_dir: str | None = None              # None: $CUMA_DATA_DIR
-    source_seed: int = 0                     # order of the problem source (arith permutation seed)
-    pool: PoolConfig = field(default_factory=PoolConfig)  # what the agent trains on (default: the train split)
-
-
-@dataclass
-class CurriculumConfig:
-    schedule: str = "agreement_gated"        # sequential | agreement_gated | learning_progress | uniform | fixed
-    options: dict[str, Any] = field(default_factory=dict)  # kwargs of curricula.make_schedule
-    probe: bool = True                       # give the stream a probe hook (sample another level untrained)
-
-
-@dataclass
-class RolloutConfig:
-    group_size: int = 8                      # N responses per prompt
-    prompts_per_step: int = 16               # groups per optimizer step
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_new_tokens: int = 8
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 200                         # optimizer steps (one batch of prompts each)
-    lr: float = 3e-5
-    schedule: str = "cosine"                 # cosine | constant (after the linear warm-up)
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.0                # cosine floor, as a share of lr
-    weight_decay: float = 0.0
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    grad_clip: float = 1.0                   # max grad norm; 0 disables
-    clip_epsilon: float = 0.2                # GRPO ratio clip
-    kl_coef: float = 0.0                     # KL to a frozen reference copy of the start model; 0: no reference
-    entropy_coef: float = 0.0
-    masked_groups: str = "drop"              # drop | zero_advantage (kept in the loss with advantage 0)
-    skip_uniform_groups: bool = True         # drop groups whose advantages are all 0 from forward/backward
-    aggregation: str = "token_mean"          # token_mean | prompt_mean
-    micro_batch: int | None = None           # rows per forward/backward, gradients summed to the same update
-                                             # (None: all kept rows at once; set it when the logits do not fit)
-
-
-@dataclass
-class EvalConfig:
-    every: int = 25                          # held-out evaluation every K steps (0: only at start and end)
-    n_per_level: int = 100                   # held-out problems per level (arith test split)
-    samples: int = 4                         # sampled pass@1 uses this many samples per problem
-    temperature: float = 0.6
-    max_new_tokens: int | None = None        # None: rollout.max_new_tokens
-    batch_size: int = 512
-
-
-@dataclass
-class OutputConfig:
-    checkpoint_every: int = 50               # steps between checkpoints (also at the end and on Ctrl-C)
-    keep_checkpoints: int = 2
-    tensorboard: bool = True                 # when tensorboard is installed
-    progress: bool = True
+__all__ = ["DEFAULT_PRESET", "POOL_KINDS", "RESUMABLE_KEYS", "TINY_MODEL", "Config", "ConfigError",
+           "CurriculumConfig", "EnvConfig", "EvalConfig", "ModelConfig", "OutputConfig", "PoolConfig",
+           "RolloutConfig", "TrainConfig", "diff_keys", "from_dict", "is_hub_id", "load_config", "preset_names",
+           "preset_path", "read_yaml", "save_config"]
 
 
 @dataclass
@@ -151,22 +68,25 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, overrides: list[str] | dict[str, Any]) -> "Config":
+    def replace(self, overrides: list[str] | dict[str, Any]) -> Config:
         data = self.to_dict()
         items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
         for key, value in items:
             set_key(data, key, value)
         return from_dict(data)
 
+    def validate(self) -> None:
+        """Every section's own checks (`agents.config_sections`), then the ones that span sections."""
+        at_least("seed", self.seed, 0)
+        for section in (self.model, self.env, self.curriculum, self.rollout, self.train, self.eval, self.output):
+            section.validate()
+        min_votes_count("env.min_votes", self.env.min_votes, self.rollout.group_size, "rollout.group_size",
+                        within_group=True)  # a count above the group would mask every group
+
 
 TOP_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 _SECTION_TYPES = {"model": ModelConfig, "env": EnvConfig, "curriculum": CurriculumConfig, "rollout": RolloutConfig,
                   "train": TrainConfig, "eval": EvalConfig, "output": OutputConfig}
-CHOICES = {"model.backend": ("transformers", "vllm"), "model.dtype": ("auto", "float32", "bfloat16", "float16"),
-           "env.reward": ("masked_majority", "majority", "self_certainty", "ground_truth"),
-           "env.pool.kind": POOL_KINDS,
-           "train.schedule": ("cosine", "constant"), "train.masked_groups": ("drop", "zero_advantage"),
-           "train.aggregation": ("token_mean", "prompt_mean")}
 # keys that may change when a run is resumed: how long it runs, how it is evaluated, saved and shown.
 # Only `train.steps` changes a step's numbers: it is also the horizon of the warm-up + cosine lr schedule, so a
 # run resumed with more steps follows the longer schedule from its current step on (from there its lr, and
@@ -333,7 +253,7 @@ def from_dict(data: dict[str, Any]) -> Config:
     config = Config(**top)
     if config.env.pool.path is not None:  # absolute, so a resumed run finds the file from any directory
         config.env.pool.path = os.path.abspath(os.path.expanduser(config.env.pool.path))
-    validate(config)
+    config.validate()
     return config
 
 
@@ -396,99 +316,6 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-# key -> allowed range: ">=N", ">N", or an interval such as "(0,1]"
-RANGES: dict[str, str] = {
-    "seed": ">=0", "model.num_threads": ">=1", "model.vllm_gpu_memory_utilization": "(0,1]",
-    "env.source_seed": ">=0", "rollout.group_size": ">=2", "rollout.prompts_per_step": ">=1",
-    "rollout.temperature": ">0",
-    "rollout.top_p": "(0,1]", "rollout.max_new_tokens": ">=1", "train.steps": ">=1", "train.lr": "(0,1)",
-    "train.warmup_steps": ">=0", "train.min_lr_ratio": "[0,1]", "train.weight_decay": ">=0",
-    "train.grad_clip": ">=0", "train.clip_epsilon": "(0,1)", "train.kl_coef": ">=0", "train.entropy_coef": ">=0",
-    "eval.every": ">=0", "eval.n_per_level": ">=1", "eval.samples": ">=1", "eval.temperature": ">0",
-    "eval.batch_size": ">=1", "output.checkpoint_every": ">=1", "output.keep_checkpoints": ">=1",
-}
-
-
-def _in_range(value: float, rule: str) -> bool:
-    if rule[0] == ">":
-        return value >= float(rule[2:]) if rule[1] == "=" else value > float(rule[1:])
-    low, high = (float(x) for x in rule[1:-1].split(","))
-    return (low <= value if rule[0] == "[" else low < value) and (value <= high if rule[-1] == "]" else value < high)
-
-
-def _get(config: Config, key: str) -> Any:
-    return functools.reduce(getattr, key.split("."), config)
-
-
-def validate(config: Config) -> None:
-    """Choice and range checks, plus the schedule options (built once by `curricula.make_schedule`)."""
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
-
-    for key, choices in CHOICES.items():
-        value = _get(config, key)
-        need(value in choices, f"{key}: must be one of {', '.join(choices)}, got {value!r}")
-    for key, rule in RANGES.items():
-        value = _get(config, key)
-        shown = rule.replace(",", ", ") if rule[0] in "([" else f"{rule.rstrip('0123456789.')} {rule.lstrip('>=')}"
-        need(_in_range(value, rule), f"{key}: must be {'in ' if rule[0] in '([' else ''}{shown}, got {value!r}")
-    m, e, r, t = config.model, config.env, config.rollout, config.train
-    need(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas),
-         f"train.adam_betas: must be two numbers in [0, 1), got {t.adam_betas}")
-    need(config.eval.max_new_tokens is None or config.eval.max_new_tokens >= 1,
-         "eval.max_new_tokens: must be >= 1 or null")
-    need(t.micro_batch is None or t.micro_batch >= 1, f"train.micro_batch: must be >= 1 or null, got {t.micro_batch}")
-    need(m.dtype != "float16", "model.dtype: float16 training needs loss scaling, which the learner does not do; "
-         "use bfloat16 (the CUDA default) or float32")
-    need(m.device in ("auto", "cpu") or m.device.startswith("cuda"),
-         f"model.device: must be auto, cpu, cuda or cuda:N, got {m.device!r}")
-    need(m.backend != "vllm" or m.device != "cpu", "model.backend: vllm needs a GPU (model.device cpu given)")
-    need(m.path == TINY_MODEL or is_hub_id(m.path) or Path(m.path).expanduser().exists(),
-         f"model.path: {m.path} does not exist; give tiny, a model directory or a hub id such as Qwen/Qwen2.5-0.5B")
-    from cuma_env.catalog import TASKS
-
-    need(e.id.split(":")[-1] in TASKS, f"env.id: unknown environment {e.id!r}; known: {', '.join(TASKS)}")
-    task = TASKS[e.id.split(":")[-1]]
-    trainable = [name for name, t in TASKS.items() if "train" in t.datasets]
-    need("train" in task.datasets, f"env.id: {task.env_id} is evaluation only (no train split); train on one of "
-         f"{', '.join(trainable)} and evaluate with `cuma eval --bench`")
-    need(e.levels is None or (len(e.levels) > 0 and all(lv in (1, 2, 3, 4, 5) for lv in e.levels)),
-         f"env.levels: must be a non-empty list of levels 1..5 or null, got {e.levels!r}")
-    need(e.levels is None or task.levelled, f"env.levels: {task.env_id} has no difficulty levels; drop env.levels")
-    if isinstance(e.min_votes, int):
-        need(1 <= e.min_votes <= r.group_size, f"env.min_votes: a count must be in 1..group_size, got {e.min_votes}")
-    else:
-        need(0 < e.min_votes <= 1, f"env.min_votes: a share must be in (0, 1], got {e.min_votes}")
-    _validate_pool(e, need)
-    from curricula import make_schedule
-
-    try:
-        make_schedule(config.curriculum.schedule, **config.curriculum.options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"curriculum: {' '.join(str(exc).split())}") from None
-
-
-def _validate_pool(e: EnvConfig, need) -> None:
-    """`env.pool`: each key only where its kind reads it; a file pool's file must exist (checked at load)."""
-    p = e.pool
-    need(p.kind == "file" or p.path is None, f"env.pool.path: only kind file reads a path (kind is {p.kind!r})")
-    need(p.kind == "skewed" or p.size is None, f"env.pool.size: only kind skewed reads a size (kind is {p.kind!r})")
-    need(p.kind == "file" or p.top_up is False,
-         f"env.pool.top_up: only kind file is topped up (kind is {p.kind!r})")
-    need(p.size is None or p.size >= 1, f"env.pool.size: must be >= 1 or null, got {p.size!r}")
-    need(isinstance(p.top_up, bool) or (len(p.top_up) > 0 and all(lv in (1, 2, 3, 4, 5) for lv in p.top_up)),
-         f"env.pool.top_up: must be true, false or a non-empty list of levels 1..5, got {p.top_up!r}")
-    need(bool(p.level_field), "env.pool.level_field: must be a field name, got an empty string")
-    if p.kind == "skewed":
-        from cuma_env.catalog import get_task
-
-        need(get_task(e.id).levelled, f"env.pool.kind: skewed needs a levelled env, {e.id} has no levels")
-    if p.kind == "file":
-        need(p.path is not None, "env.pool.path: kind file needs a path to a curated JSONL (env.pool.path=FILE)")
-        need(Path(p.path).is_file(), f"env.pool.path: file not found: {p.path}")
 
 
 def diff_keys(old: Config, new: Config) -> list[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.config import ConfigError, EnvConfig
-from cuma_env.problems import ProblemSource
+from cuma_env.problems import LEVELS, ProblemSource
 
 SKEWED_POOL_SIZE = 1000  # the level-1 bin (80 problems) fits the arith train split's 82 level-1 problems
 
@@ -51,7 +51,8 @@ def skewed_source(source: ProblemSource, *, size: int | None = None, seed: int =
     from curricula.mixing import MATH_LEVEL_COUNTS, skewed_pool
 
     if any(lv not in MATH_LEVEL_COUNTS for lv in source.levels):
-        raise ConfigError(f"env.pool.kind: skewed needs levels 1..5; source {source.name!r} has {source.levels}")
+        raise ConfigError(f"env.pool.kind: skewed needs levels in {LEVELS}; source {source.name!r} has "
+                          f"{source.levels}")
     shares = {lv: MATH_LEVEL_COUNTS[lv] for lv in source.levels}
     try:
         return skewed_pool(source, shares, total=SKEWED_POOL_SIZE if size is None else size, seed=seed,
@@ -63,7 +64,8 @@ def skewed_source(source: ProblemSource, *, size: int | None = None, seed: int =
 def file_source(path: str | None, *, level_field: str = "level", levels: tuple[int, ...] | None = None,
                 top_up: bool | list[int] = False, split: Any = None) -> ProblemSource:
     """A curated JSONL restricted to `levels`, optionally topped up from `split()` (a callable)."""
-    from curricula.mixing import load_curated_source, top_up as fill
+    from curricula.mixing import load_curated_source
+    from curricula.mixing import top_up as fill
 
     if path is None:
         raise ConfigError("env.pool.path: kind file needs a path to a curated JSONL (env.pool.path=FILE)")
@@ -80,7 +82,7 @@ def file_source(path: str | None, *, level_field: str = "level", levels: tuple[i
                               f"(its levels are {list(pool.levels)})")
         pool = type(pool)(pool.name, kept)
     if top_up:
-        wanted = (levels or (1, 2, 3, 4, 5)) if top_up is True else [lv for lv in top_up if not levels or lv in levels]
+        wanted = (levels or LEVELS) if top_up is True else [lv for lv in top_up if not levels or lv in levels]
         pool = fill(pool, split(), levels=tuple(wanted))
     missing = [lv for lv in levels or () if lv not in pool.levels]
     if missing:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.datasets import load_source
-from cuma_env.problems import ProblemSource
+from cuma_env.problems import LEVELS, ProblemSource
 
 SPLITS = ("train", "test")
 
@@ -24,17 +24,21 @@ class Task:
     datasets: dict[str, str | None]  # split -> dataset name in cuma_env.datasets (None: procedural)
     template: str = "default"
     levelled: bool = True
+    bench: str | None = None  # its `cuma eval --bench` name (agents.evaluation); None: not a bench
+    bench_split: str = "test"  # the split that bench evaluates
 
 
 TASKS: dict[str, Task] = {t.env_id: t for t in (
     Task("CuMa-Math-v0", "MATH: the 12k PRM800K training pool by level; test split = MATH-500",
-         {"train": "math", "test": "math500"}),
+         {"train": "math", "test": "math500"}, bench="math500"),
     Task("CuMa-GSM8K-v0", "GSM8K grade-school word problems (no levels)",
-         {"train": "gsm8k_train", "test": "gsm8k_test"}, levelled=False),
+         {"train": "gsm8k_train", "test": "gsm8k_test"}, levelled=False, bench="gsm8k"),
     Task("CuMa-Arith-v0", "procedural arithmetic in five levels; needs no data files",
-         {"train": None, "test": None}, template="compact"),
-    Task("CuMa-AIME24-v0", "AIME 2024 (30 problems, evaluation only)", {"test": "aime24"}, levelled=False),
-    Task("CuMa-AMC23-v0", "AMC 2023 (40 problems, evaluation only)", {"test": "amc23"}, levelled=False),
+         {"train": None, "test": None}, template="compact", bench="arith"),
+    Task("CuMa-AIME24-v0", "AIME 2024 (30 problems, evaluation only)", {"test": "aime24"}, levelled=False,
+         bench="aime24"),
+    Task("CuMa-AMC23-v0", "AMC 2023 (40 problems, evaluation only)", {"test": "amc23"}, levelled=False,
+         bench="amc23"),
 )}
 
 
@@ -48,12 +52,12 @@ def make_source(env_id: str, split: str = "train", levels: Sequence[int] | None 
         levels = tuple(levels)
         if not task.levelled:
             raise ValueError(f"{env_id} has no difficulty levels; leave levels=None")
-        bad = [lv for lv in levels if lv not in (1, 2, 3, 4, 5)]
+        bad = [lv for lv in levels if lv not in LEVELS]
         if bad or not levels:
-            raise ValueError(f"levels must be a non-empty subset of 1..5, got {levels!r}")
+            raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
     dataset = task.datasets[split]
     if dataset is None:
-        return ArithmeticSource(split=split, seed=seed, levels=levels or (1, 2, 3, 4, 5))
+        return ArithmeticSource(split=split, seed=seed, levels=levels or LEVELS)
     return load_source(dataset, data_dir=data_dir, levels=levels)
 
 

@@ -7,14 +7,14 @@ Both environment faces (Gymnasium and TorchRL) and the replay-buffer group-vote 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cuma_env.answers import extract_answer
 from cuma_env.problems import Problem
 from cuma_env.rewards import Group, GroupReward, make_reward, reference_correctness
-from cuma_env.voting import majority_vote
+from cuma_env.voting import majority_vote, resolve_min_votes
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,7 @@ class EpisodeConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 1:
             raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
-        if isinstance(self.min_votes, bool) or not isinstance(self.min_votes, (int, float)):
-            raise ValueError(f"min_votes must be an int count or a float ratio, got {self.min_votes!r}")
-        if isinstance(self.min_votes, int) and not 1 <= self.min_votes <= self.group_size:
-            raise ValueError(f"min_votes count must be in 1..group_size={self.group_size}, got {self.min_votes}")
-        if isinstance(self.min_votes, float) and not 0.0 < self.min_votes <= 1.0:
-            raise ValueError(f"min_votes ratio must be in (0, 1], got {self.min_votes}")
+        resolve_min_votes(self.min_votes, self.group_size, within_group=True)
         if not isinstance(self.empty_votes, bool):
             raise ValueError(f"empty_votes must be a bool, got {self.empty_votes!r}")
         make_reward(self.reward)  # fail fast on an unknown reward name
@@ -95,12 +90,28 @@ def score_group(problem: Problem, completions: Sequence[str], config: EpisodeCon
 
 
 def answer_concentration(majorities: Sequence[str | None]) -> float:
-    """Share of the most common majority answer across *different* prompts (1.0 = collapse).
+    """The logged `collapse` metric: `prompt_concentration` with every entry its own prompt (1.0 = collapse).
 
-    Label-free collapse sign from the paper: a model that emits one constant answer agrees with itself on
-    every prompt. Uses exact labels; majority labels are already canonical per group.
+    A batch's groups are counted as they come, so a prompt drawn twice in one batch counts twice.
     """
-    labels = [m for m in majorities if m is not None]
-    if not labels:
-        return 0.0
-    return Counter(labels).most_common(1)[0][1] / len(labels)
+    return prompt_concentration((None, m) for m in majorities)[0]
+
+
+def prompt_concentration(pairs: Iterable[tuple[Hashable | None, str | None]]) -> tuple[float, int]:
+    """Answer concentration over distinct prompts: the share of the most common majority answer among the
+    (problem_id, majority) pairs, and how many prompts that share is over.
+
+    The label-free collapse sign of the paper: a model that emits one constant answer agrees with itself on
+    every prompt. One majority per distinct prompt (the latest wins, so a prompt seen again is not counted
+    twice; a None id counts as its own prompt); groups without a majority are left out. Uses exact labels:
+    majority labels are already canonical per group. The curriculum's collapse guard reads it over a window.
+    """
+    latest: dict[Hashable, str] = {}
+    for i, (pid, majority) in enumerate(pairs):
+        if majority is None:
+            continue
+        latest[pid if pid is not None else ("#anon", i)] = majority
+    if not latest:
+        return 0.0, 0
+    top = Counter(latest.values()).most_common(1)[0][1]
+    return top / len(latest), len(latest)

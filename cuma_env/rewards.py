@@ -10,6 +10,10 @@ reward, so switching reward never changes the label-free statistics a curriculum
 | `majority`        | TTRL                          | no      | never                                   |
 | `self_certainty`  | Intuitor                      | no      | never                                   |
 | `ground_truth`    | GRPO with labels (upper bound)| yes     | never                                   |
+
+"labels?" is each reward's own `uses_labels` declaration, read wherever label-freeness matters (the curriculum
+statistics read a reward's values only when it declares `uses_labels = False`); a reward that does not
+declare it counts as using labels, the safe side.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class GroupOutcome:
 
 class GroupReward(Protocol):
     name: str
-    uses_labels: bool
+    uses_labels: bool  # whether its rewards read the hidden answer (see `reward_uses_labels`)
 
     def __call__(self, group: Group) -> GroupOutcome: ...
 
@@ -142,13 +146,15 @@ REWARDS: dict[str, Callable[[], GroupReward]] = {
 
 
 class _CallableReward:
-    """Adapts a user function `fn(group) -> GroupOutcome | Sequence[float]` (never masks if it returns floats)."""
+    """Adapts a user function `fn(group) -> GroupOutcome | Sequence[float]` (never masks if it returns floats).
 
-    uses_labels = False
+    It uses labels unless `fn` declares `fn.uses_labels = False`: the adapter cannot see what `fn` reads.
+    """
 
     def __init__(self, fn: Callable[[Group], GroupOutcome | Sequence[float]]):
         self.fn = fn
         self.name = getattr(fn, "__name__", type(fn).__name__)
+        self.uses_labels = bool(getattr(fn, "uses_labels", True))
 
     def __call__(self, group: Group) -> GroupOutcome:
         out = self.fn(group)
@@ -156,6 +162,15 @@ class _CallableReward:
             return out
         rewards = tuple(float(r) for r in out)
         return GroupOutcome(rewards=rewards, masked=False)
+
+
+def reward_uses_labels(reward_name: str | None) -> bool:
+    """Whether the reward registered as `reward_name` reads labels, by its own `uses_labels` declaration.
+
+    An unregistered name (a user callable, None) or a reward without the declaration counts as using labels.
+    """
+    factory = REWARDS.get(reward_name) if isinstance(reward_name, str) else None
+    return True if factory is None else bool(getattr(factory, "uses_labels", True))
 
 
 def make_reward(reward: str | GroupReward | Callable[[Group], GroupOutcome | Sequence[float]]) -> GroupReward:

@@ -44,21 +44,31 @@ class Vote:
         return parsed / self.group_size if self.group_size else 0.0
 
 
-def resolve_min_votes(min_votes: int | float, group_size: int) -> int:
-    """Vote threshold as a count: an int as is, a float ratio r in (0, 1] as ceil(r * group_size) (>= 1)."""
-    if isinstance(min_votes, bool) or not isinstance(min_votes, numbers.Real):
-        raise ValueError(f"min_votes must be an int >= 1 or a float in (0, 1], got {min_votes!r}")
-    if isinstance(min_votes, numbers.Integral):
-        if min_votes < 1:
-            raise ValueError(f"min_votes as a count must be >= 1, got {min_votes}")
+def resolve_min_votes(min_votes: int | float, group_size: int, *, name: str = "min_votes",
+                      size_name: str = "group_size", within_group: bool = False) -> int:
+    """The vote threshold as a count: an int is a count (>= 1), a float a share r in (0, 1] of the group,
+    ceil(r * group_size) (>= 1).
+
+    The one conversion (and check) of a `min_votes`-like threshold: the vote, `EpisodeConfig`, the training
+    config, the CLI and the curriculum's strict cluster size all call it, so they accept the same values and
+    say the same one line about bad ones. `name` / `size_name` are how the caller spells the two (an option,
+    a config key). `within_group`: also refuse a count above `group_size`, which would mask every group
+    (a bare vote allows it).
+    """
+    is_count = isinstance(min_votes, numbers.Integral) and not isinstance(min_votes, bool)
+    is_share = isinstance(min_votes, numbers.Real) and not isinstance(min_votes, (bool, numbers.Integral)) \
+        and 0.0 < float(min_votes) <= 1.0  # NaN fails the comparison
+    if not (is_count and min_votes >= 1) and not is_share:
+        hint = " (a count is an int: write it without a decimal point)" \
+            if isinstance(min_votes, float) and min_votes > 1 and min_votes.is_integer() else ""
+        raise ValueError(f"{name} must be a count (an int >= 1) or a share of the group in (0, 1], "
+                         f"got {min_votes!r}{hint}")
+    if is_count:
+        if within_group and min_votes > group_size:
+            raise ValueError(f"{name} {min_votes} is more than {size_name} {group_size}: every group would be "
+                             f"masked; give a count <= {group_size} or a share such as 0.75")
         return int(min_votes)
-    min_votes = float(min_votes)
-    if not (0.0 < min_votes <= 1.0) or math.isnan(min_votes):
-        raise ValueError(
-            f"min_votes as a float is a share of the group and must be in (0, 1], got {min_votes!r} "
-            "(pass an int for an absolute count)"
-        )
-    return max(1, math.ceil(min_votes * group_size - 1e-9))
+    return max(1, math.ceil(float(min_votes) * group_size - 1e-9))
 
 
 def majority_vote(answers: Sequence[str | None], min_votes: int | float = 2, *, timeout: float = 2.0,

@@ -8,8 +8,18 @@ mask, parse rate, majority answer). Importing this package never imports torch.
 """
 
 from curricula.sampler import LevelSampler
-from curricula.schedules import (DEFAULT_SCHEDULE, SCHEDULES, AgreementGated, Fixed, LearningProgress, Schedule,
-                                 Sequential, Uniform, make_schedule, schedule_from_state)
+from curricula.schedules import (
+                                 DEFAULT_SCHEDULE,
+                                 SCHEDULES,
+                                 AgreementGated,
+                                 Fixed,
+                                 LearningProgress,
+                                 Schedule,
+                                 Sequential,
+                                 Uniform,
+                                 make_schedule,
+                                 schedule_from_state,
+)
 from curricula.stats import EpisodeStats, stats_from_info
 from curricula.stream import CurriculumStream
 from curricula.wrappers import CurriculumWrapper, make_curriculum_torchrl_env

@@ -7,10 +7,10 @@ bands: level k is the first k whose threshold the agreement reaches, level 5 bel
 masked group is always level 5.
 
 Default bands `DEFAULT_BANDS = (0.8, 0.55, 0.4, 0.3)`: L1 agreement >= 0.8 (7-8 of 8), L2 >= 0.55 (5-6 of 8),
-L3 >= 0.4 (4 of 8), L4 >= 0.3 (3 of 8), L5 below (<= 2 of 8) or masked. Chosen on the tiny weak base (N=8,
-T=0.6, 200 procedural train problems per level), where the majority is right 0.92 / 0.59 / 0.38 / 0.16 /
-0.07 of the time in those bands: L5 is "agreement carries no information" (a cluster of 2 of 8 is right no
-more often than chance there), L1 "the model reliably solves it". Ratios, so they carry over to other N.
+L3 >= 0.4 (4 of 8), L4 >= 0.3 (3 of 8), L5 below (<= 2 of 8) or masked. Chosen on an early tiny weak base
+so that L5 is "agreement carries no information" (a cluster of 2 of 8 is right no more often than chance
+there) and L1 "the model reliably solves it" (the majority's accuracy per band: docs/label-free-tiny-world.md,
+"The default calibration bands"). Ratios, so they carry over to other N.
 Bands are an option (`Bands((...))`, `--bands 0.8,0.55,0.4,0.3`); re-measure them for another model.
 
 No label is read to measure a level. When a record carries a hidden `answer`, the output also says whether
@@ -61,11 +61,11 @@ class Bands:
         t = tuple(float(x) for x in self.thresholds)
         if len(t) != len(LEVELS) - 1 or any(not 0 < x <= 1 for x in t) or any(a <= b for a, b in zip(t, t[1:])):
             raise ValueError(f"bands must be {len(LEVELS) - 1} strictly decreasing agreement thresholds in (0, 1] "
-                             f"(levels 1..{len(LEVELS) - 1}), got {self.thresholds!r}")
+                             f"(levels {LEVELS[0]}..{LEVELS[-2]}), got {self.thresholds!r}")
         object.__setattr__(self, "thresholds", t)
 
     @classmethod
-    def parse(cls, text: str) -> "Bands":
+    def parse(cls, text: str) -> Bands:
         try:
             return cls(tuple(float(x) for x in text.split(",") if x.strip()))
         except ValueError as exc:
@@ -86,7 +86,7 @@ class Bands:
 
 # --- inputs -----------------------------------------------------------------------------------------
 def record_level(record: Mapping[str, Any]) -> int | None:
-    """The requested level of a pool record: an int 1-5, `"Level 3"`, or None."""
+    """The requested level of a pool record: an int in `LEVELS`, `"Level 3"`, or None."""
     level = record.get("level")
     if isinstance(level, str) and level.strip().lower().startswith("level"):
         level = level.strip()[5:].strip()

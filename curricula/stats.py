@@ -8,16 +8,14 @@ even by accident. (Use them for *logging* only, as `examples/curriculum_sweep.py
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from cuma_env.rewards import reward_uses_labels
+
 # Keys of the step info that carry labels; a schedule must never see them.
 LABEL_KEYS: frozenset[str] = frozenset({"correct", "majority_correct", "answer", "reference"})
-# Rewards whose values are label-free, so |advantage| may be computed from them. For any other reward
-# (ground truth, an unknown callable) the signal is derived from the vote instead.
-LABEL_FREE_REWARDS: frozenset[str] = frozenset({"masked_majority", "majority", "self_certainty"})
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class EpisodeStats:
     masked: the reward masked the group (no learning signal).
     parse_rate: share of the group with an extractable answer.
     majority: the canonical majority answer (None if nothing parsed); compared *across prompts* for the
-        collapse sign (`answer_concentration`).
+        collapse sign (`cuma_env.episode.prompt_concentration`).
     majority_count: size of the largest cluster.
     mean_abs_advantage: mean |r_i - mean(r)| over the group (0 when masked): the un-normalised GRPO
         advantage magnitude, i.e. how much the group can teach.
@@ -56,16 +54,18 @@ class EpisodeStats:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "EpisodeStats":
+    def from_json(cls, data: Mapping[str, Any]) -> EpisodeStats:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _mean_abs_advantage(info: Mapping[str, Any], group_size: int, majority_count: int, masked: bool) -> float:
+    """From the reward's values only when the reward declares itself label-free (`uses_labels = False`);
+    for any other reward (ground truth, an unregistered callable) from the vote instead."""
     if masked:
         return 0.0
     rewards = info.get("rewards")
-    if info.get("reward_name") in LABEL_FREE_REWARDS and rewards is not None and len(rewards) == group_size:
+    if not reward_uses_labels(info.get("reward_name")) and rewards is not None and len(rewards) == group_size:
         values = [float(r) for r in rewards]
     else:  # labelled or unknown reward: use the majority reward implied by the vote
         values = [1.0] * majority_count + [0.0] * (group_size - majority_count)
@@ -106,29 +106,3 @@ def stats_from_info(info: Mapping[str, Any] | EpisodeStats) -> EpisodeStats:
         problem_id=None if info.get("problem_id") is None else str(info["problem_id"]),
         mean_abs_advantage=_mean_abs_advantage(info, group_size, majority_count, masked),
     )
-
-
-def strict_count(strict_votes: int | float, group_size: int) -> int:
-    """A cluster-size threshold as a count: an int is a count, a float a share of the group (0.75 -> 6 of 8)."""
-    if isinstance(strict_votes, float):
-        import math
-
-        return max(1, math.ceil(strict_votes * group_size - 1e-9))
-    return int(strict_votes)
-
-
-def concentration(pairs: Iterable[tuple[str | None, str | None]]) -> tuple[float, int]:
-    """Cross-prompt answer concentration of (problem_id, majority) pairs, and how many prompts it saw.
-
-    One majority per distinct prompt (the latest wins; a None id counts as its own prompt); groups without a
-    majority are left out. 1.0 means every prompt got the same answer: the collapse sign of the paper.
-    """
-    latest: dict[Any, str] = {}
-    for i, (pid, majority) in enumerate(pairs):
-        if majority is None:
-            continue
-        latest[pid if pid is not None else ("#anon", i)] = majority
-    if not latest:
-        return 0.0, 0
-    top = Counter(latest.values()).most_common(1)[0][1]
-    return top / len(latest), len(latest)

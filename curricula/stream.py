@@ -55,7 +55,8 @@ class CurriculumStream:
         else:
             self.sampler = LevelSampler(source, seed=0 if seed is None else seed)
         if probe is not None and not callable(probe):
-            raise TypeError(f"probe must be a callable probe(level, problems) -> list[dict], got {type(probe).__name__}")
+            raise TypeError(f"probe must be a callable probe(level, problems) -> list[dict], "
+                            f"got {type(probe).__name__}")
         self.probe = probe
         self.schedule.bind(self.sampler.levels, probes=probe is not None)
         self._rng = self._new_rng(self.sampler.seed)
@@ -69,7 +70,7 @@ class CurriculumStream:
     def from_env(cls, env_id: str, schedule: Schedule | str | Mapping[str, Any] = "sequential", *,
                  split: str = "train", levels: Sequence[int] | None = None,
                  data_dir: str | os.PathLike | None = None, seed: int = 0, source_seed: int = 0,
-                 probe: ProbeHook | None = None) -> "CurriculumStream":
+                 probe: ProbeHook | None = None) -> CurriculumStream:
         """A stream over the problem source behind an environment id (`cuma_env.make_source`)."""
         from cuma_env.catalog import make_source
 

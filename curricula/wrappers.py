@@ -33,10 +33,11 @@ from curricula.stream import CurriculumStream, ProbeHook
 
 # id(schedule) -> its stream, alive while some wrapper holds the stream (which holds the schedule, so the id
 # cannot be reused while the entry exists).
-_SHARED_STREAMS: "weakref.WeakValueDictionary[int, CurriculumStream]" = weakref.WeakValueDictionary()
+_SHARED_STREAMS: weakref.WeakValueDictionary[int, CurriculumStream] = weakref.WeakValueDictionary()
 
 
-def shared_stream(schedule: Schedule, source: Any, *, seed: int = 0, probe: ProbeHook | None = None) -> CurriculumStream:
+def shared_stream(schedule: Schedule, source: Any, *, seed: int = 0,
+                  probe: ProbeHook | None = None) -> CurriculumStream:
     """The one stream a schedule object drives (created over `source` on first use)."""
     stream = _SHARED_STREAMS.get(id(schedule))
     if stream is None or stream.schedule is not schedule:

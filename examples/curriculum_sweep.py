@@ -170,7 +170,8 @@ def run_schedule(label: str, spec: dict[str, Any], *, env_id: str, policy: Polic
     envs = [gym.make(env_id, group_size=group_size, min_votes=min_votes, **(env_kwargs or {})) for _ in range(batch)]
     base = envs[0].unwrapped
     hook = make_probe(policy, base.config, base.template) if probe and schedule.name == "agreement_gated" else None
-    wrapped = [CurriculumWrapper(env, schedule, seed=seed, probe=hook if i == 0 else None) for i, env in enumerate(envs)]
+    wrapped = [CurriculumWrapper(env, schedule, seed=seed, probe=hook if i == 0 else None)
+               for i, env in enumerate(envs)]
     rows: list[dict[str, Any]] = []
     learn = getattr(policy, "learn", None)
     for b in range(-(-groups // batch)):
@@ -364,9 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     names = [s.strip() for s in args.schedules.split(",") if s.strip()]
     overrides = json.loads(args.kwargs)
-    defaults = {"sequential": {"steps_per_level": max(1, args.groups // 5)}}
+    defaults = {"sequential": {"steps_per_level": max(1, args.groups // len(cuma_env.LEVELS))}}
     schedules = {n: {"name": n, **defaults.get(n, {}), **overrides.get(n, {})} for n in names}
-    min_votes = int(args.min_votes) if args.min_votes >= 1 else float(args.min_votes)
+    from agents.commands import min_votes_option  # the CLI's reading, checked by cuma_env.voting.resolve_min_votes
+
+    min_votes = min_votes_option(args.min_votes, args.group_size, "--group-size")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -20,7 +20,8 @@ from agents.tiny.corpus import MAX_COMPLETION_TOKENS
 from agents.tiny.model import load_tiny_base
 
 
-def sample_group(model, tokenizer, prompt: str, n: int, temperature: float, max_new_tokens: int = MAX_COMPLETION_TOKENS):
+def sample_group(model, tokenizer, prompt: str, n: int, temperature: float,
+                 max_new_tokens: int = MAX_COMPLETION_TOKENS):
     """n completions of one prompt, with their token ids (for the log-likelihood) and texts."""
     enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import assert_error, cuma
 
 NO_CUDA = "this machine has CUDA"

@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents.config import (DEFAULT_PRESET, Config, ConfigError, diff_keys, from_dict, load_config, preset_names,
-                           read_yaml, save_config)
+from agents.config import (
+    DEFAULT_PRESET,
+    Config,
+    ConfigError,
+    diff_keys,
+    from_dict,
+    load_config,
+    preset_names,
+    read_yaml,
+    save_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {"tiny-cuma-gated", "tiny-cuma", "tiny-ttrl", "tiny-cuma-nomask", "tiny-cuma-nocurriculum",
@@ -128,3 +137,35 @@ def test_cli_fails_fast_with_one_line_on_a_bad_key():
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == ["cuma train: error: unknown key 'train.lrr' (did you mean 'train.lr'?)"]
     assert time.perf_counter() - start < 20  # no model is loaded before the config is valid
+
+
+def test_each_section_checks_its_own_keys_with_the_loaders_line():
+    from agents.config import (
+        CurriculumConfig,
+        EnvConfig,
+        EvalConfig,
+        ModelConfig,
+        OutputConfig,
+        PoolConfig,
+        RolloutConfig,
+        TrainConfig,
+    )
+
+    for section in (ModelConfig, EnvConfig, PoolConfig, CurriculumConfig, RolloutConfig, TrainConfig, EvalConfig,
+                    OutputConfig, Config):
+        section().validate()  # the defaults are valid
+    cases = [(TrainConfig(lr=2.0), "train.lr=2"), (RolloutConfig(group_size=1), "rollout.group_size=1"),
+             (EnvConfig(min_votes=1.5), "env.min_votes=1.5"), (EnvConfig(levels=[9]), "env.levels=[9]"),
+             (EnvConfig(pool=PoolConfig(size=3)), "env.pool.size=3"), (EvalConfig(samples=0), "eval.samples=0"),
+             (CurriculumConfig(options={"windw": 3}), "curriculum.options.windw=3"),
+             (ModelConfig(device="gpu"), "model.device=gpu"), (OutputConfig(keep_checkpoints=0), "keep_checkpoints=0")]
+    for section, override in cases:
+        with pytest.raises(ConfigError) as direct:
+            section.validate()
+        with pytest.raises(ConfigError) as loaded:
+            load_config(overrides=[override])
+        assert str(direct.value) == str(loaded.value) and "\n" not in str(direct.value)
+    # the one check that spans sections: a count threshold above the group would mask every group
+    EnvConfig(min_votes=9).validate()
+    with pytest.raises(ConfigError, match="env.min_votes 9 is more than rollout.group_size 8"):
+        load_config(overrides=["env.min_votes=9", "rollout.group_size=8"])

@@ -64,3 +64,30 @@ def test_arithmetic_difficulty_ladder_grows():
         ArithmeticSource("eval")
     with pytest.raises(KeyError):
         ArithmeticSource(levels=(1, 2)).get(3, 0)
+
+
+def test_every_level_check_accepts_exactly_the_levels_of_cuma_env_problems(tmp_path):
+    """The catalog, the config, the curation CLI and pipeline agree with `LEVELS` (one definition of the levels)."""
+    import argparse
+
+    from agents.commands.curate import _levels as curate_levels
+    from agents.config import ConfigError, load_config
+    from cuma_env import LEVELS, make_source
+    from curricula.curation.pipeline import CurationConfig
+
+    outside = (min(LEVELS) - 1, max(LEVELS) + 1)
+    assert make_source("CuMa-Arith-v0").levels == LEVELS
+    assert load_config(overrides=[f"env.levels={list(LEVELS)}"]).env.levels == list(LEVELS)
+    assert curate_levels(",".join(map(str, LEVELS))) == LEVELS
+    assert CurationConfig(out=tmp_path / "c.jsonl").levels == LEVELS
+    for level in outside:
+        with pytest.raises(ValueError, match="levels"):
+            make_source("CuMa-Arith-v0", levels=[level])
+        with pytest.raises(ConfigError, match="env.levels"):
+            load_config(overrides=[f"env.levels=[{level}]"])
+        with pytest.raises(ConfigError, match="env.pool.top_up"):
+            load_config(overrides=["env.pool.kind=file", f"env.pool.top_up=[{level}]"])
+        with pytest.raises(argparse.ArgumentTypeError, match="levels"):
+            curate_levels(str(level))
+        with pytest.raises(ValueError, match="levels"):
+            CurationConfig(out=tmp_path / "c.jsonl", levels=(level,))

@@ -76,3 +76,63 @@ def test_callable_rewards_and_bad_names():
         make_reward("accuracy")
     with pytest.raises(ValueError, match="min_votes"):
         EpisodeConfig(group_size=4, min_votes=5)
+
+
+# --- which rewards are label-free: each reward's own declaration ------------------------------------------
+class _ConstantReward:
+    """A registered reward whose values (all distinct) differ from the vote's, declared labelled or not."""
+
+    uses_labels = True
+
+    def __init__(self):
+        self.name = "constant_test_reward"
+
+    def __call__(self, group):
+        return GroupOutcome(rewards=tuple(float(i) for i in range(group.size)), masked=False)
+
+
+def test_a_registered_reward_declaring_labels_is_never_read_as_label_free(monkeypatch):
+    from cuma_env.rewards import REWARDS, reward_uses_labels
+    from curricula.stats import stats_from_info
+
+    monkeypatch.setitem(REWARDS, "constant_test_reward", _ConstantReward)
+    completions = boxed("5", "5", "5", "4", "4", "1", "2", "3")
+    labelled = score(completions, reward="constant_test_reward")
+    vote_only = score(completions, reward="masked_majority")
+    assert labelled["rewards"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # its values would give another signal
+    assert reward_uses_labels("constant_test_reward")
+    # the curriculum's signal comes from the vote, exactly as for the label-free vote reward
+    assert stats_from_info(labelled).mean_abs_advantage == stats_from_info(vote_only).mean_abs_advantage
+    # flipping only the declaration makes the statistics read the reward's own values
+    monkeypatch.setattr(_ConstantReward, "uses_labels", False)
+    values = labelled["rewards"]
+    mean = sum(values) / len(values)
+    assert stats_from_info(labelled).mean_abs_advantage == sum(abs(v - mean) for v in values) / len(values)
+
+
+def test_label_use_comes_from_the_declarations_and_unknowns_are_labelled():
+    from cuma_env.rewards import REWARDS, reward_uses_labels
+
+    assert {name: reward_uses_labels(name) for name in REWARDS} == {
+        name: factory.uses_labels for name, factory in REWARDS.items()}
+    assert reward_uses_labels("ground_truth") and not reward_uses_labels("masked_majority")
+    assert reward_uses_labels("<lambda>") and reward_uses_labels(None)  # an unregistered callable: labelled
+    assert make_reward(lambda group: [0.0] * group.size).uses_labels  # undeclared callable: the safe side
+
+    def declared(group):
+        return [0.0] * group.size
+
+    declared.uses_labels = False
+    assert not make_reward(declared).uses_labels
+
+
+def test_the_config_offers_exactly_the_registered_rewards(monkeypatch):
+    from agents.config import load_config
+    from cuma_env.rewards import REWARDS
+
+    for name in REWARDS:
+        assert load_config(overrides=[f"env.reward={name}"]).env.reward == name
+    with pytest.raises(ValueError, match="env.reward: must be one of " + ", ".join(REWARDS)):
+        load_config(overrides=["env.reward=constant_test_reward"])
+    monkeypatch.setitem(REWARDS, "constant_test_reward", _ConstantReward)
+    assert load_config(overrides=["env.reward=constant_test_reward"]).env.reward == "constant_test_reward"

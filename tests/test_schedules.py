@@ -9,10 +9,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curricula import (SCHEDULES, AgreementGated, CurriculumStream, EpisodeStats, Fixed, LearningProgress, Sequential,
-                       Uniform, make_schedule, schedule_from_state, stats_from_info)
-from curricula.stats import LABEL_KEYS
 from cuma_env import ArithmeticSource
+from curricula import (
+    SCHEDULES,
+    AgreementGated,
+    CurriculumStream,
+    EpisodeStats,
+    Fixed,
+    LearningProgress,
+    Sequential,
+    Uniform,
+    make_schedule,
+    schedule_from_state,
+    stats_from_info,
+)
+from curricula.stats import LABEL_KEYS
 
 
 def group(level, majority, count, *, size=8, masked=None, pid=None, **extra):
@@ -199,7 +210,8 @@ STATS = st.builds(lambda lv, maj, count, masked, pid: group(lv, maj, count, mask
 
 
 @settings(max_examples=40, deadline=None)
-@given(name=st.sampled_from(sorted(SCHEDULES)), history=st.lists(STATS, max_size=80), future=st.lists(STATS, max_size=40))
+@given(name=st.sampled_from(sorted(SCHEDULES)), history=st.lists(STATS, max_size=80),
+       future=st.lists(STATS, max_size=40))
 def test_state_round_trips_through_json_and_continues_identically(name, history, future):
     kwargs = {"agreement_gated": {"window": 4, "min_steps": 4, "concentration_min": 4, "concentration_window": 8},
               "sequential": {"steps_per_level": 7}}.get(name, {})
@@ -215,3 +227,24 @@ def test_state_round_trips_through_json_and_continues_identically(name, history,
         assert restored.level_weights() == weights
         assert sum(weights.values()) == pytest.approx(1.0) and min(weights.values()) >= 0
     assert restored.state_dict() == original.state_dict()
+
+
+# --- one definition of answer concentration (the logged collapse metric and the guard) ------------------
+def test_logged_collapse_and_the_guard_share_one_concentration():
+    from collections import Counter
+
+    from cuma_env.episode import answer_concentration, prompt_concentration
+
+    majorities = ["7", "7", "3", None, "7", "12", "3"]
+    labels = [m for m in majorities if m is not None]
+    logged = answer_concentration(majorities)
+    assert logged == Counter(labels).most_common(1)[0][1] / len(labels)  # the metric as it was logged
+    assert (logged, len(labels)) == prompt_concentration((None, m) for m in majorities)  # prompts without ids
+    assert answer_concentration([None, None]) == 0.0 and prompt_concentration([]) == (0.0, 0)
+    # the guard counts each prompt once (its latest majority): a prompt drawn again is not a second vote
+    assert prompt_concentration([("a", "7"), ("a", "7"), ("b", "3")]) == (0.5, 2)
+    assert answer_concentration(["7", "7", "3"]) == 2 / 3
+    schedule = AgreementGated(concentration_min=4, concentration_window=8)
+    feed(schedule, lambda lv, i: group(lv, str(i % 3), 8, pid=f"q{i % 5}"), 12)
+    window = [(f"q{i % 5}", str(i % 3)) for i in range(12)][-8:]
+    assert schedule.summary()["concentration"] == round(prompt_concentration(window)[0], 4)

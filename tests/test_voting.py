@@ -138,3 +138,46 @@ def test_empty_votes_adds_exactly_one_cluster_of_the_unparsable(answers, min_vot
     assert set(vote.clusters) - {empties} == set(default.clusters)
     assert vote.count == max(default.count, len(empties))
     assert (vote.label is None and vote.count > 0) == (vote.clusters[:1] == (empties,) and bool(empties))
+
+
+# --- one conversion of min_votes: the vote, the env, the config, the CLI and the curriculum share it -------
+@pytest.mark.parametrize("bad", [0, -2, 1.5, 0.0, 2.0, float("nan"), 9])
+def test_env_config_cli_and_curriculum_refuse_min_votes_with_the_same_line(bad):
+    from agents.commands import min_votes_option
+    from agents.config import ConfigError, load_config
+    from cuma_env import EpisodeConfig
+    from cuma_env.voting import resolve_min_votes
+    from curricula import AgreementGated
+
+    def message(call, error=ValueError):
+        with pytest.raises(error) as info:
+            call()
+        return str(info.value)
+
+    def expected(name, size_name, value=bad):
+        return message(lambda: resolve_min_votes(value, 8, name=name, size_name=size_name, within_group=True))
+
+    assert message(lambda: EpisodeConfig(group_size=8, min_votes=bad)) == expected("min_votes", "group_size")
+    assert message(lambda: load_config(overrides=[f"env.min_votes={bad}", "rollout.group_size=8"]), ConfigError) \
+        == expected("env.min_votes", "rollout.group_size")
+    if not (isinstance(bad, float) and bad.is_integer()):  # the CLI reads 2.0 as the count 2
+        read = int(bad) if bad >= 1 and float(bad).is_integer() else float(bad)  # whole numbers >= 1: counts
+        assert message(lambda: min_votes_option(float(bad), 8, "--group-size")) == \
+            expected("--min-votes", "--group-size", read)
+    if bad != 9:  # the curriculum's strict cluster size is a threshold of the same kind (no group bound)
+        assert message(lambda: AgreementGated(strict_votes=bad)) == expected("strict_votes", "group_size")
+    assert "\n" not in expected("min_votes", "group_size")
+
+
+@pytest.mark.parametrize("good", [1, 2, 8, 0.75, 0.5, 1.0, 0.01])
+def test_the_threshold_the_vote_applies_is_resolve_min_votes(good):
+    from cuma_env import EpisodeConfig, score_group
+    from cuma_env.problems import Problem
+    from cuma_env.voting import resolve_min_votes
+
+    count = resolve_min_votes(good, 8)
+    config = EpisodeConfig(group_size=8, min_votes=good)
+    problem = Problem(id="p", prompt="2 + 3?", level=1, source="t")
+    for top in range(1, 9):
+        completions = ["\\boxed{7}"] * top + [f"\\boxed{{{100 + k}}}" for k in range(8 - top)]
+        assert score_group(problem, completions, config)["masked"] == (top < count)

@@ -68,15 +68,13 @@ def check_out_file(path: Path) -> None:
 
 def min_votes_option(value: float, n: int, n_option: str) -> int | float:
     """A `--min-votes` value as a count (an integer, 1..n, n the group's size given by `n_option`) or a share of
-    the group (in (0, 1)); `ValueError` naming the fix otherwise (a count above n would mask every group)."""
-    if value >= 1 and float(value).is_integer():
-        if value > n:
-            raise ValueError(f"--min-votes {value:g} is more than {n_option} {n}: every group would be masked; "
-                             "give a count <= N or a share such as 0.75")
-        return int(value)
-    if not 0 < value < 1:
-        raise ValueError(f"--min-votes must be a count (2) or a share of the group in (0, 1) (0.75), got {value:g}")
-    return value
+    the group (in (0, 1)); `ValueError` naming the fix otherwise (a count above n would mask every group).
+    Checked by `cuma_env.voting.resolve_min_votes`, as the env and the config check theirs."""
+    from cuma_env.voting import resolve_min_votes
+
+    parsed = int(value) if value >= 1 and float(value).is_integer() else value
+    resolve_min_votes(parsed, n, name="--min-votes", size_name=n_option, within_group=True)
+    return parsed
 
 
 def run_standalone(name: str, add_parser: Callable, run: Callable[[argparse.Namespace], int],

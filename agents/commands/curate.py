@@ -28,12 +28,15 @@ from pathlib import Path
 
 
 def _levels(text: str) -> tuple[int, ...]:
+    from cuma_env.problems import LEVELS
+
+    wrong = f"levels must be integers {LEVELS[0]}-{LEVELS[-1]} separated by commas, got {text!r}"
     try:
         levels = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"levels must be integers 1-5 separated by commas, got {text!r}") from None
-    if not levels or any(lv not in range(1, 6) for lv in levels):
-        raise argparse.ArgumentTypeError(f"levels must be integers 1-5 separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(wrong) from None
+    if not levels or any(lv not in LEVELS for lv in levels):
+        raise argparse.ArgumentTypeError(wrong)
     return tuple(dict.fromkeys(levels))
 
 
@@ -54,8 +57,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--generator", required=True, metavar="SPEC",
                         help="openai:URL[#MODEL] | hf:PATH_OR_HUB_ID[#device=..,dtype=..] | replay:DIR (see above)")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="output JSONL (appended, resumable)")
-    parser.add_argument("--levels", type=_levels, default=(1, 2, 3, 4, 5), metavar="L,L",
-                        help="levels to request, e.g. 1,2 (default 1,2,3,4,5)")
+    parser.add_argument("--levels", type=_levels, default=None, metavar="L,L",
+                        help="levels to request, e.g. 1,2 (default: every level)")
     parser.add_argument("--topics", type=_topics, default=None, metavar="T,T",
                         help="topics, e.g. algebra,geometry,counting_and_probability (default all: algebra, "
                              "counting_and_probability, geometry, intermediate_algebra, number_theory, "
@@ -90,8 +93,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
-    from curricula.curation.backends import (GeneratorError, GeneratorSpecError, GeneratorUnreachable,
-                                             SamplingParams, make_generator)
+    from cuma_env.problems import LEVELS
+    from curricula.curation.backends import (
+        GeneratorError,
+        GeneratorSpecError,
+        GeneratorUnreachable,
+        SamplingParams,
+        make_generator,
+    )
     from curricula.curation.data import DataFileMissing, load_seed_pool
     from curricula.curation.dedup import build_eval_index
     from curricula.curation.pipeline import CurationConfig, CurationStateError, Curator
@@ -100,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out.is_dir():
         return fail("curate", f"--out {args.out} is a directory; give a JSONL file, e.g. {args.out / 'curated.jsonl'}")
     try:
-        config = CurationConfig(out=args.out, levels=args.levels, topics=args.topics or tuple(TOPICS),
+        config = CurationConfig(out=args.out, levels=args.levels or LEVELS, topics=args.topics or tuple(TOPICS),
                                 per_call=args.per_call, calls=args.calls, seed=args.seed, k_examples=args.k_examples,
                                 dup_threshold=args.dup_threshold, save_rejects=args.save_rejects,
                                 save_raw=args.save_raw)

@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
     import cuma_env  # noqa: F401  (registers the envs)
     from agents.tiny.cache import ensure_tiny_base
-    from agents.tiny.profile import generate_completions
     from agents.tiny.model import load_tiny_base
+    from agents.tiny.profile import generate_completions
+    from cuma_env.problems import LEVELS
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_tiny_base(path)
     env = gym.make("CuMa-Arith-v0", group_size=args.group_size, min_votes=min_votes)
     records = []
-    for level in range(1, 6):
+    for level in LEVELS:
         print(f"\n== level {level} ==")
         for episode in range(args.episodes):
             prompt, _ = env.reset(seed=args.seed * 1000 + level * 100 + episode, options={"level": level})

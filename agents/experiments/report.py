@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.experiments.arms import METHOD_ORDER, METHODS
+from cuma_env.problems import LEVELS
 
 GAIN_GOAL = 0.03     # the project's goal (the paper's label-free gain): cuma_gated >= 3 points of mean greedy
                      # accuracy above the base (and above TTRL), with no labels in its loop
@@ -164,7 +165,7 @@ def plot(path: Path, results: Mapping[str, Mapping[str, Any]], records: Sequence
         levels = results[m]["per_level"]
         ax.bar([lv + (i - len(methods) / 2 + 0.5) * width for lv in range(1, len(levels) + 1)], levels, width,
                color=color[m], label=m)
-    ax.set_xticks(range(1, 6), [f"L{lv}" for lv in range(1, 6)])
+    ax.set_xticks(list(LEVELS), [f"L{lv}" for lv in LEVELS])
     ax.set_ylabel("final held-out greedy pass@1")
     ax.set_title("final accuracy per level", fontsize=10)
     ax.legend(fontsize=7, ncol=2)

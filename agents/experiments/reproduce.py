@@ -41,11 +41,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.experiments.arms import METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE, MethodSpec
+from agents.experiments.arms import METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE
+from cuma_env.problems import LEVELS
 from curricula.mixing import MATH_LEVEL_COUNTS
-
-
-
 
 # Held-out problems per level: the whole L1 (18) and L2 (185) test splits and 400 of L3-L5. With the preset's
 # 100 a level's greedy accuracy has a standard error of ~0.05 and the 5-level mean ~0.02, the size of the
@@ -115,7 +113,7 @@ def method_config(method: str, seed: int, budget: Budget):
     config = load_config(preset=preset, overrides=overrides)
     if config.curriculum.schedule == "sequential":
         groups = budget.steps * config.rollout.prompts_per_step
-        levels = config.env.levels or [1, 2, 3, 4, 5]
+        levels = config.env.levels or list(LEVELS)
         skewed = config.env.pool.kind == "skewed"
         weights = [MATH_LEVEL_COUNTS[lv] for lv in levels] if skewed else [1.0] * len(levels)
         stages = _split_evenly(groups, weights)

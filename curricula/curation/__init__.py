@@ -17,8 +17,17 @@ Modules, one concern each:
 Nothing here imports torch unless the `hf:` backend is used.
 """
 
-from .backends import (Completion, Generator, GeneratorError, GeneratorSpecError, GeneratorUnreachable,
-                       OpenAIChatGenerator, ReplayGenerator, SamplingParams, make_generator)
+from .backends import (
+                       Completion,
+                       Generator,
+                       GeneratorError,
+                       GeneratorSpecError,
+                       GeneratorUnreachable,
+                       OpenAIChatGenerator,
+                       ReplayGenerator,
+                       SamplingParams,
+                       make_generator,
+)
 from .data import DATA_DIR_ENV, DataFileMissing, SeedProblem, load_eval_texts, load_seed_pool, resolve_data_dir
 from .dedup import EVAL_INDEX_DEFAULTS, TRAIN_INDEX_DEFAULTS, Match, NearDupIndex, build_eval_index, jaccard
 from .hf_backend import TransformersGenerator
@@ -33,6 +42,7 @@ __all__ = [
     "GeneratorUnreachable", "LEVEL_RUBRIC", "Match", "NearDupIndex", "OpenAIChatGenerator", "ParseResult",
     "ParsedProblem", "ReferenceSampler", "ReplayGenerator", "SamplingParams", "SeedProblem", "TOPICS",
     "TRAIN_INDEX_DEFAULTS", "TransformersGenerator", "ValidationConfig", "build_eval_index", "build_messages",
-    "build_pool_index", "check_latex", "curate", "format_problems", "jaccard", "load_eval_texts", "load_seed_pool", "make_generator",
+    "build_pool_index", "check_latex", "curate", "format_problems", "jaccard", "load_eval_texts", "load_seed_pool",
+    "make_generator",
     "parse_completion", "resolve_data_dir", "topic_slug", "validate_problem",
 ]

@@ -35,9 +35,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .generator_types import (Completion, Generator, GeneratorError, GeneratorSpecError, GeneratorUnreachable,
-                              Messages, SamplingParams)
-
+from .generator_types import (
+    Completion,
+    Generator,
+    GeneratorError,
+    GeneratorSpecError,
+    GeneratorUnreachable,
+    Messages,
+    SamplingParams,
+)
 
 API_KEY_ENV = "CUMA_GENERATOR_API_KEY"
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -130,8 +136,7 @@ class OpenAIChatGenerator:
                         f"{method} {url} failed: HTTP {exc.code} {exc.reason}{hint}: {detail}") from None
                 failures.append(f"HTTP {exc.code} {detail[:120]}")
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout,
-                    http.client.HTTPException, OSError) as exc:
+            except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 if isinstance(reason, (TimeoutError, socket.timeout)) or isinstance(exc, TimeoutError):
                     failures.append(f"timed out after {self.timeout:g} s")

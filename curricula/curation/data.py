@@ -17,6 +17,7 @@ from typing import Any
 
 from cuma_env import datasets
 from cuma_env.datasets import DATA_DIR_ENV, DataFileNotFoundError, read_jsonl
+from cuma_env.problems import LEVELS
 
 SEED_POOL_DATASET = "math"  # the `cuma_env.datasets` name of the MATH 12k training pool
 # the `cuma_env.datasets` names of the evaluation sets generated problems must never copy
@@ -102,7 +103,7 @@ def load_seed_pool(path: str | os.PathLike[str] | None = None,
     """
     if path is None:
         return [SeedProblem(p.id, p.prompt, p.level, p.meta.get("subject"))
-                for p in _load_problems(SEED_POOL_DATASET, data_dir) if p.level in (1, 2, 3, 4, 5)]
+                for p in _load_problems(SEED_POOL_DATASET, data_dir) if p.level in LEVELS]
     file = Path(path)
     if not file.is_file():
         raise DataFileMissing(f"seed pool not found: {str(file)!r}; pass --seed-pool FILE or set {DATA_DIR_ENV}")
@@ -110,7 +111,7 @@ def load_seed_pool(path: str | os.PathLike[str] | None = None,
     for i, rec in enumerate(iter_jsonl(file)):
         text = _text_of(rec, ("problem", "question", "prompt"))
         level = rec.get("level")
-        if text is None or not isinstance(level, int) or not 1 <= level <= 5:
+        if text is None or not isinstance(level, int) or level not in LEVELS:
             continue
         rid = rec.get("unique_id") or rec.get("id") or f"{file.stem}:{i}"
         subject = rec.get("subject") or rec.get("type") or rec.get("topic")

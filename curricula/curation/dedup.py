@@ -154,7 +154,7 @@ class NearDupIndex:
         self._views = [_View("tokens", n)] + ([_View("words", word_n)] if word_n else [])
 
     @classmethod
-    def build(cls, items: Iterable[tuple[str, str]], **kwargs) -> "NearDupIndex":
+    def build(cls, items: Iterable[tuple[str, str]], **kwargs) -> NearDupIndex:
         """An index over `(key, text)` pairs."""
         index = cls(**kwargs)
         for key, text in items:

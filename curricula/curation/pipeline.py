@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cuma_env.atomic_io import atomic_file
-from cuma_env.problems import Problem
+from cuma_env.problems import LEVELS, Problem
 
 from .backends import Completion, Generator
 from .data import SeedProblem
@@ -60,7 +60,7 @@ class CurationConfig:
     """
 
     out: Path
-    levels: tuple[int, ...] = (1, 2, 3, 4, 5)
+    levels: tuple[int, ...] = LEVELS
     topics: tuple[str, ...] = tuple(TOPICS)
     per_call: int = 25
     calls: int | None = None
@@ -73,8 +73,8 @@ class CurationConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
-        if not self.levels or any(lv not in (1, 2, 3, 4, 5) for lv in self.levels):
-            raise ValueError(f"levels must be a non-empty subset of 1..5, got {self.levels!r}")
+        if not self.levels or any(lv not in LEVELS for lv in self.levels):
+            raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {self.levels!r}")
         if not self.topics:
             raise ValueError("topics must not be empty")
         object.__setattr__(self, "topics", tuple(topic_slug(t) for t in self.topics))
@@ -180,7 +180,7 @@ class _Lock:
     def __init__(self, path: Path):
         self.path, self._fh = path, None
 
-    def __enter__(self) -> "_Lock":
+    def __enter__(self) -> _Lock:
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock
@@ -191,7 +191,8 @@ class _Lock:
         except OSError:
             self._fh.close()
             self._fh = None
-            raise CurationStateError(f"another run is writing {self.path.with_suffix('')} (lock {self.path} held)")
+            raise CurationStateError(
+                f"another run is writing {self.path.with_suffix('')} (lock {self.path} held)") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cuma_env.episode import prompt_concentration
+from cuma_env.voting import resolve_min_votes
 from curricula.schedules.base import Level, Schedule, check_fraction, staged_weights
-from curricula.stats import EpisodeStats, concentration, stats_from_info, strict_count
+from curricula.stats import EpisodeStats, stats_from_info
 
 PROBE_COLLAPSE_SHARE = 0.5  # a probe fails if > this share of its informative groups give one answer
 PROBE_COLLAPSE_MIN = 4      # ... judged only with at least this many informative groups
@@ -77,9 +79,7 @@ class AgreementGated(Schedule):
             raise ValueError("concentration_min must be <= concentration_window")
         if on_collapse not in ("demote", "hold"):
             raise ValueError(f"on_collapse must be 'demote' or 'hold', got {on_collapse!r}")
-        if isinstance(strict_votes, bool) or not isinstance(strict_votes, (int, float)) or strict_votes <= 0 \
-                or (isinstance(strict_votes, float) and strict_votes > 1):
-            raise ValueError(f"strict_votes must be a count (int) or a share in (0, 1], got {strict_votes!r}")
+        resolve_min_votes(strict_votes, 1, name="strict_votes")  # a count or a share, as the env's min_votes
         self.window, self.min_steps, self.probe_size = window, min_steps, probe_size
         self.agreement_threshold = check_fraction("agreement_threshold", agreement_threshold)
         self.max_mask_rate = check_fraction("max_mask_rate", max_mask_rate)
@@ -142,9 +142,10 @@ class AgreementGated(Schedule):
         self._pending = None
         if not groups:
             return
-        informative = [g for g in groups if g.majority_count >= strict_count(self.strict_votes, g.group_size)]
+        informative = [g for g in groups
+                       if g.majority_count >= resolve_min_votes(self.strict_votes, g.group_size, name="strict_votes")]
         share = len(informative) / len(groups)
-        conc, seen = concentration((g.problem_id, g.majority) for g in informative)
+        conc, seen = prompt_concentration((g.problem_id, g.majority) for g in informative)
         colliding = seen >= PROBE_COLLAPSE_MIN and conc > PROBE_COLLAPSE_SHARE
         passed = share >= self.probe_min_share and not colliding
         self._probe = {"level": level, "at": self.steps_at_level, "share": share, "passed": passed,
@@ -165,11 +166,11 @@ class AgreementGated(Schedule):
 
     @property
     def concentration(self) -> float:
-        return concentration((pid, maj) for pid, maj in self._answers)[0]
+        return prompt_concentration((pid, maj) for pid, maj in self._answers)[0]
 
     @property
     def collapsed(self) -> bool:
-        conc, seen = concentration((pid, maj) for pid, maj in self._answers)
+        conc, seen = prompt_concentration((pid, maj) for pid, maj in self._answers)
         return seen >= self.concentration_min and conc >= self.concentration_threshold
 
     def _level_ready(self) -> bool:

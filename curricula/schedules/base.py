@@ -66,7 +66,7 @@ class Schedule(ABC):
 
     Args:
         levels: the ordered levels (easiest first) this schedule moves over. None: the levels of the source
-            it is bound to (`bind`), or 1..5 when used unbound.
+            it is bound to (`bind`), or `cuma_env.problems.LEVELS` when used unbound.
 
     Subclasses implement `level_weights`, `_update`, `config`, `_state`, `_load` (and, if they probe,
     `probe_request` / `observe_probe`).

@@ -1,0 +1,259 @@
+"""The sections of a training config (`agents.config`), each next to the checks of its own keys.
+
+`validate()` raises one `ConfigError` line naming the first bad key. `agents.config.from_dict` calls
+`Config.validate`, which runs every section's and then the checks that span sections. A section built directly
+(`cuma eval` fills a `ModelConfig`) is not checked: only a loaded config is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cuma_env.problems import LEVELS
+from cuma_env.rewards import REWARDS
+from cuma_env.voting import resolve_min_votes
+
+TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (installed and cached on first use)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+BACKENDS = ("transformers", "vllm")
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # float16 is named so that its refusal can say why
+POOL_KINDS = ("split", "skewed", "file")
+LR_SCHEDULES = ("cosine", "constant")
+MASKED_GROUPS = ("drop", "zero_advantage")
+AGGREGATIONS = ("token_mean", "prompt_mean")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line."""
+
+
+def is_hub_id(source: str) -> bool:
+    """Whether a model source names a Hugging Face hub repo (`owner/name`) rather than a local path: it looks like
+    one (one `/`, no leading `/`, `.` or `~`) and is not an existing path. Anything else is a local path."""
+    return bool(_HUB_ID.fullmatch(source)) and not Path(source).exists()
+
+
+# --- one-line checks --------------------------------------------------------------------------------
+def need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def one_of(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    need(value in choices, f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+
+
+def at_least(key: str, value: float, low: float) -> None:
+    need(value >= low, f"{key}: must be >= {low}, got {value!r}")
+
+
+def above(key: str, value: float, low: float) -> None:
+    need(value > low, f"{key}: must be > {low}, got {value!r}")
+
+
+def within(key: str, value: float, interval: str) -> None:
+    """`interval` as written in the message: "(0, 1]", "[0, 1]", "(0, 1)"."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    ok = (low <= value if interval[0] == "[" else low < value) and \
+        (value <= high if interval[-1] == "]" else value < high)
+    need(ok, f"{key}: must be in {interval}, got {value!r}")
+
+
+def min_votes_count(key: str, min_votes: int | float, group_size: int, size_key: str, *,
+                    within_group: bool) -> int:
+    """`cuma_env.voting.resolve_min_votes` (the env's own conversion and check), as a `ConfigError`."""
+    try:
+        return resolve_min_votes(min_votes, group_size, name=key, size_name=size_key, within_group=within_group)
+    except ValueError as exc:
+        raise ConfigError(" ".join(str(exc).split())) from None
+
+
+# --- the sections -----------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    path: str = TINY_MODEL          # "tiny", a local HF model directory, or a hub id (Qwen/Qwen2.5-0.5B)
+    backend: str = "transformers"   # transformers | vllm (GPU only, optional extra)
+    device: str = "auto"            # auto (cuda if available) | cpu | cuda | cuda:N
+    dtype: str = "auto"             # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 (float16: refused)
+    num_threads: int = 1            # torch intra-op threads on CPU (1 is fastest for small models)
+    vllm_gpu_memory_utilization: float = 0.35
+    vllm_max_model_len: int = 4096
+
+    def validate(self) -> None:
+        one_of("model.backend", self.backend, BACKENDS)
+        one_of("model.dtype", self.dtype, DTYPES)
+        at_least("model.num_threads", self.num_threads, 1)
+        within("model.vllm_gpu_memory_utilization", self.vllm_gpu_memory_utilization, "(0, 1]")
+        need(self.dtype != "float16", "model.dtype: float16 training needs loss scaling, which the learner does not "
+             "do; use bfloat16 (the CUDA default) or float32")
+        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+             f"model.device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        need(self.backend != "vllm" or self.device != "cpu", "model.backend: vllm needs a GPU (model.device cpu given)")
+        need(self.path == TINY_MODEL or is_hub_id(self.path) or Path(self.path).expanduser().exists(),
+             f"model.path: {self.path} does not exist; give tiny, a model directory or a hub id such as "
+             "Qwen/Qwen2.5-0.5B")
+
+
+@dataclass
+class PoolConfig:
+    """The training pool (`agents.train_pool.training_source`); the held-out evaluation is never affected."""
+
+    kind: str = "split"                      # split: the env id's train split | skewed | file
+    path: str | None = None                  # file: a curated JSONL (pools' layout; `cuma curate` / `calibrate`)
+    size: int | None = None                  # skewed: problems in the pool (null: 1000)
+    level_field: str = "level"               # file: the record field holding the level (measured_level)
+    top_up: bool | list[int] = False         # file: fill levels (true: every level; or a list) from the split
+
+    def validate(self) -> None:
+        """Each key only where its kind reads it; a file pool's file must exist (read at load)."""
+        one_of("env.pool.kind", self.kind, POOL_KINDS)
+        need(self.kind == "file" or self.path is None,
+             f"env.pool.path: only kind file reads a path (kind is {self.kind!r})")
+        need(self.kind == "skewed" or self.size is None,
+             f"env.pool.size: only kind skewed reads a size (kind is {self.kind!r})")
+        need(self.kind == "file" or self.top_up is False,
+             f"env.pool.top_up: only kind file is topped up (kind is {self.kind!r})")
+        need(self.size is None or self.size >= 1, f"env.pool.size: must be >= 1 or null, got {self.size!r}")
+        need(isinstance(self.top_up, bool) or (len(self.top_up) > 0 and all(lv in LEVELS for lv in self.top_up)),
+             f"env.pool.top_up: must be true, false or a non-empty list of levels from {list(LEVELS)}, "
+             f"got {self.top_up!r}")
+        need(bool(self.level_field), "env.pool.level_field: must be a field name, got an empty string")
+        if self.kind == "file":
+            need(self.path is not None, "env.pool.path: kind file needs a path to a curated JSONL "
+                 "(env.pool.path=FILE)")
+            need(Path(self.path).is_file(), f"env.pool.path: file not found: {self.path}")
+
+
+@dataclass
+class EnvConfig:
+    id: str = "CuMa-Arith-v0"
+    levels: list[int] | None = None          # None: every level of the source
+    reward: str = "masked_majority"          # a name in cuma_env.rewards.REWARDS (masked_majority | majority | ...)
+    min_votes: int | float = 2               # mask threshold: a count, or a share of the group (0.75 = 6 of 8)
+    empty_votes: bool = False                # unparsable answers vote as one cluster (TTRL's code); default: never
+    prompt_template: str | None = None       # None: the task's own (compact for arith)
+    data_dir: str | None = None              # None: $CUMA_DATA_DIR
+    source_seed: int = 0                     # order of the problem source (arith permutation seed)
+    pool: PoolConfig = field(default_factory=PoolConfig)  # what the agent trains on (default: the train split)
+
+    def validate(self) -> None:
+        """The task, its levels, the reward and the mask threshold (its bound by the group size: `Config`)."""
+        from cuma_env.catalog import TASKS
+
+        one_of("env.reward", self.reward, tuple(REWARDS))  # the registry, read now: a registered reward counts
+        at_least("env.source_seed", self.source_seed, 0)
+        task = TASKS.get(self.id.split(":")[-1])
+        need(task is not None, f"env.id: unknown environment {self.id!r}; known: {', '.join(TASKS)}")
+        trainable = [name for name, t in TASKS.items() if "train" in t.datasets]
+        need("train" in task.datasets, f"env.id: {task.env_id} is evaluation only (no train split); train on one "
+             f"of {', '.join(trainable)} and evaluate with `cuma eval --bench`")
+        need(self.levels is None or (len(self.levels) > 0 and all(lv in LEVELS for lv in self.levels)),
+             f"env.levels: must be a non-empty list of levels from {list(LEVELS)} or null, got {self.levels!r}")
+        need(self.levels is None or task.levelled,
+             f"env.levels: {task.env_id} has no difficulty levels; drop env.levels")
+        min_votes_count("env.min_votes", self.min_votes, 1, "rollout.group_size", within_group=False)
+        self.pool.validate()
+        need(self.pool.kind != "skewed" or task.levelled,
+             f"env.pool.kind: skewed needs a levelled env, {self.id} has no levels")
+
+
+@dataclass
+class CurriculumConfig:
+    schedule: str = "agreement_gated"        # sequential | agreement_gated | learning_progress | uniform | fixed
+    options: dict[str, Any] = field(default_factory=dict)  # kwargs of curricula.make_schedule
+    probe: bool = True                       # give the stream a probe hook (sample another level untrained)
+
+    def validate(self) -> None:
+        """The schedule and its options, checked by building it once (`curricula.make_schedule`)."""
+        from curricula import make_schedule
+
+        try:
+            make_schedule(self.schedule, **self.options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"curriculum: {' '.join(str(exc).split())}") from None
+
+
+@dataclass
+class RolloutConfig:
+    group_size: int = 8                      # N responses per prompt
+    prompts_per_step: int = 16               # groups per optimizer step
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_new_tokens: int = 8
+
+    def validate(self) -> None:
+        at_least("rollout.group_size", self.group_size, 2)
+        at_least("rollout.prompts_per_step", self.prompts_per_step, 1)
+        above("rollout.temperature", self.temperature, 0)
+        within("rollout.top_p", self.top_p, "(0, 1]")
+        at_least("rollout.max_new_tokens", self.max_new_tokens, 1)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 200                         # optimizer steps (one batch of prompts each)
+    lr: float = 3e-5
+    schedule: str = "cosine"                 # cosine | constant (after the linear warm-up)
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.0                # cosine floor, as a share of lr
+    weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    grad_clip: float = 1.0                   # max grad norm; 0 disables
+    clip_epsilon: float = 0.2                # GRPO ratio clip
+    kl_coef: float = 0.0                     # KL to a frozen reference copy of the start model; 0: no reference
+    entropy_coef: float = 0.0
+    masked_groups: str = "drop"              # drop | zero_advantage (kept in the loss with advantage 0)
+    skip_uniform_groups: bool = True         # drop groups whose advantages are all 0 from forward/backward
+    aggregation: str = "token_mean"          # token_mean | prompt_mean
+    micro_batch: int | None = None           # rows per forward/backward, gradients summed to the same update
+                                             # (None: all kept rows at once; set it when the logits do not fit)
+
+    def validate(self) -> None:
+        one_of("train.schedule", self.schedule, LR_SCHEDULES)
+        one_of("train.masked_groups", self.masked_groups, MASKED_GROUPS)
+        one_of("train.aggregation", self.aggregation, AGGREGATIONS)
+        at_least("train.steps", self.steps, 1)
+        within("train.lr", self.lr, "(0, 1)")
+        at_least("train.warmup_steps", self.warmup_steps, 0)
+        within("train.min_lr_ratio", self.min_lr_ratio, "[0, 1]")
+        for key in ("weight_decay", "grad_clip", "kl_coef", "entropy_coef"):
+            at_least(f"train.{key}", getattr(self, key), 0)
+        within("train.clip_epsilon", self.clip_epsilon, "(0, 1)")
+        need(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+             f"train.adam_betas: must be two numbers in [0, 1), got {self.adam_betas}")
+        need(self.micro_batch is None or self.micro_batch >= 1,
+             f"train.micro_batch: must be >= 1 or null, got {self.micro_batch}")
+
+
+@dataclass
+class EvalConfig:
+    every: int = 25                          # held-out evaluation every K steps (0: only at start and end)
+    n_per_level: int = 100                   # held-out problems per level (arith test split)
+    samples: int = 4                         # sampled pass@1 uses this many samples per problem
+    temperature: float = 0.6
+    max_new_tokens: int | None = None        # None: rollout.max_new_tokens
+    batch_size: int = 512
+
+    def validate(self) -> None:
+        at_least("eval.every", self.every, 0)
+        at_least("eval.n_per_level", self.n_per_level, 1)
+        at_least("eval.samples", self.samples, 1)
+        above("eval.temperature", self.temperature, 0)
+        at_least("eval.batch_size", self.batch_size, 1)
+        need(self.max_new_tokens is None or self.max_new_tokens >= 1, "eval.max_new_tokens: must be >= 1 or null")
+
+
+@dataclass
+class OutputConfig:
+    checkpoint_every: int = 50               # steps between checkpoints (also at the end and on Ctrl-C)
+    keep_checkpoints: int = 2
+    tensorboard: bool = True                 # when tensorboard is installed
+    progress: bool = True
+
+    def validate(self) -> None:
+        at_least("output.checkpoint_every", self.checkpoint_every, 1)
+        at_least("output.keep_checkpoints", self.keep_checkpoints, 1)
