@@ -21,8 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, rng_state, save_checkpoint,
-                               seed_everything, set_rng_state)
+from agents.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from agents.config import RESUMABLE_KEYS, Config, ConfigError, diff_keys, from_dict, read_yaml, save_config
 from cuma_env.episode import answer_concentration
 
@@ -43,7 +50,7 @@ class Trainer:
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
-    def new(cls, config: Config, run_dir: str | Path) -> "Trainer":
+    def new(cls, config: Config, run_dir: str | Path) -> Trainer:
         run_dir = Path(run_dir)
         if latest_checkpoint(run_dir) is not None:
             raise ConfigError(f"{run_dir} already holds a run; continue it with `cuma train --resume {run_dir}` "
@@ -74,7 +81,7 @@ class Trainer:
             (self.run_dir / "config.yaml").unlink(missing_ok=True)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, overrides: list[str] | None = None) -> "Trainer":
+    def resume(cls, run_dir: str | Path, overrides: list[str] | None = None) -> Trainer:
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
@@ -277,10 +284,10 @@ class Trainer:
 
 
 def freeze_setup() -> bool:
-    """Collect, then `gc.freeze()` what setup built (model, tokenizer, env, collector: ~475k objects on the
-    tiny model) so that Python's full collections stop traversing it: unfrozen, one every ~7-10 steps took
-    0.25-0.37 s (~26 ms per step on average, ~1 ms frozen). Returns whether the caller should `gc.unfreeze()`
-    when done (not when something had frozen objects before: unfreezing would release those too)."""
+    """Collect, then `gc.freeze()` what setup built (model, tokenizer, env, collector) so that Python's full
+    collections stop traversing it (their cost: docs/performance.md). Returns whether the caller should
+    `gc.unfreeze()` when done (not when something had frozen objects before: unfreezing would release those
+    too)."""
     was_frozen = gc.get_freeze_count() > 0
     gc.collect()
     gc.freeze()

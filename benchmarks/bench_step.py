@@ -193,10 +193,10 @@ class TRL:
     name = "trl"
 
     def __init__(self, base: str, prompts: list[str], workdir: Path):
+        import torch
         import trl
         from datasets import Dataset
         from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-        import torch
 
         self.version = trl.__version__
         tok = AutoTokenizer.from_pretrained(base)
@@ -275,12 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     trl_note = "skipped (--skip-trl)"
     if not args.skip_trl:
         try:
-            import trl  # noqa: F401
             import datasets  # noqa: F401
+            import trl  # noqa: F401
         except ImportError as exc:
             trl_note = f"skipped: TRL does not import ({exc.name}); install it with pip install \"cuma-gym[bench]\""
         else:
             import tempfile
+
             from transformers import AutoTokenizer
 
             prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512)
@@ -340,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in contenders:
         if hasattr(c, "levels"):
             total = sum(c.levels.values()) or 1
-            print(f"{c.name} sampled levels: " + ", ".join(f"L{k} {v / total:.0%}" for k, v in sorted(c.levels.items())))
+            shares = ", ".join(f"L{k} {v / total:.0%}" for k, v in sorted(c.levels.items()))
+            print(f"{c.name} sampled levels: {shares}")
     minimal = median(timed["minimal"])
     for name in ("ours-default", "ours-default-uniform", "ours-ttrl"):
         print(f"ratio minimal / {name}: {minimal / median(timed[name]):.2f}x")

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cuma_env.problems import Problem, PoolSource
+from cuma_env.problems import PoolSource, Problem
 
 DATA_DIR_ENV = "CUMA_DATA_DIR"
 

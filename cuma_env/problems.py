@@ -89,7 +89,7 @@ class PoolSource:
         wanted = self.levels if levels is None else tuple(levels)
         return [p for lv in wanted for p in self._level_list(lv)]
 
-    def filter_levels(self, levels: Sequence[int | None]) -> "PoolSource":
+    def filter_levels(self, levels: Sequence[int | None]) -> PoolSource:
         """A new source holding only `levels`; unknown levels are one clear error."""
         return PoolSource(self.name, self.problems(levels))
 

@@ -20,7 +20,8 @@ def resolve_template(template: str) -> str:
     if template in TEMPLATES:
         return TEMPLATES[template]
     if "{problem}" not in template:
-        raise ValueError(f"prompt template must be one of {sorted(TEMPLATES)} or contain '{{problem}}', got {template!r}")
+        raise ValueError(f"prompt template must be one of {sorted(TEMPLATES)} or contain '{{problem}}', "
+                         f"got {template!r}")
     return template
 
 

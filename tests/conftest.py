@@ -23,7 +23,7 @@ def _one_thread() -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_base_dir() -> "os.PathLike[str]":
+def tiny_base_dir() -> os.PathLike[str]:
     """The default tiny base, from the same cache every command uses ($CUMA_CACHE_DIR, else ~/.cache/cuma),
     so the suite and the commands it runs (`cuma train`, `cuma calibrate`, ...) build it at most once."""
     from agents.tiny.cache import ensure_tiny_base
@@ -45,7 +45,7 @@ def tiny_random_model():
 
 
 @pytest.fixture(scope="session")
-def hub_like_model_dir(tmp_path_factory) -> "os.PathLike[str]":
+def hub_like_model_dir(tmp_path_factory) -> os.PathLike[str]:
     """A Qwen2.5-shaped model directory (BPE tokenizer, ChatML, grouped-query attention), random weights."""
     from hub_like import build_hub_like_model
 

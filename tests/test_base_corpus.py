@@ -8,8 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from agents.tiny.corpus import (MAX_COMPLETION_TOKENS, UNANSWERED_TEXT, boxed, completion_for, worked_steps,
-                                writes_steps)
+from agents.tiny.corpus import MAX_COMPLETION_TOKENS, UNANSWERED_TEXT, boxed, completion_for, worked_steps, writes_steps
 from cuma_env.answers import extract_answer
 from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.problems import LEVELS, Problem
@@ -76,8 +75,8 @@ def test_reasoning_is_latent_in_the_default_base(tiny_base_dir):
     """What makes a label-free gain possible on the default base (docs/label-free-tiny-world.md): on level 3
     greedy decoding gives a bare answer, some samples write steps, and those are right more often, so the
     majority beats greedy there."""
-    from agents.tiny.profile import evaluate_base
     from agents.tiny.model import load_tiny_base
+    from agents.tiny.profile import evaluate_base
 
     model, tokenizer = load_tiny_base(tiny_base_dir)
     stats = evaluate_base(model, tokenizer, n_per_level=60, levels=(3,), samples=8).level(3)

@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from curricula.curation.data import DataFileMissing, load_eval_texts, load_seed_pool
-from curricula.curation.dedup import (EVAL_INDEX_DEFAULTS, NearDupIndex, build_eval_index, exact_key, jaccard,
-                                      shingles, tokens, words)
+from curricula.curation.dedup import (
+    EVAL_INDEX_DEFAULTS,
+    NearDupIndex,
+    build_eval_index,
+    exact_key,
+    jaccard,
+    shingles,
+    tokens,
+    words,
+)
 from curricula.curation.parsing import parse_completion
 
 FIXTURES = Path(__file__).parent / "fixtures" / "curation"

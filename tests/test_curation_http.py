@@ -20,8 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from curricula.curation.backends import (API_KEY_ENV, GeneratorError, GeneratorUnreachable, OpenAIChatGenerator,
-                                         SamplingParams, make_generator)
+from curricula.curation.backends import (
+    API_KEY_ENV,
+    GeneratorError,
+    GeneratorUnreachable,
+    OpenAIChatGenerator,
+    SamplingParams,
+    make_generator,
+)
 from curricula.curation.dedup import build_eval_index
 from curricula.curation.parsing import format_problems
 from curricula.curation.pipeline import build_pool_index

@@ -13,8 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curricula.curation.parsing import clean_answer, clean_statement, format_problems, parse_completion
-from curricula.curation.validation import (ValidationConfig, check_answer, check_latex, leaks_answer,
-                                           repair_statement, validate_problem)
+from curricula.curation.validation import (
+    ValidationConfig,
+    check_answer,
+    check_latex,
+    leaks_answer,
+    repair_statement,
+    validate_problem,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "curation"
 

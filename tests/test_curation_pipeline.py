@@ -16,8 +16,7 @@ from agents.commands.curate import main as curate_main
 from curricula.curation.backends import Completion, GeneratorUnreachable, ReplayGenerator
 from curricula.curation.data import DataFileMissing, load_eval_texts, load_seed_pool
 from curricula.curation.dedup import build_eval_index
-from curricula.curation.pipeline import (CurationConfig, CurationStateError, Curator, _Lock, build_pool_index,
-                                         curate)
+from curricula.curation.pipeline import CurationConfig, CurationStateError, Curator, _Lock, build_pool_index, curate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "curation"
 FIXTURE_TEXTS = [p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.txt"))]

@@ -168,8 +168,8 @@ def test_torchrl_env_takes_the_stream_as_its_data_source():
 def test_restored_stream_with_probes_continues_identically():
     def probe(level, problems):  # deterministic: ready iff the first problem's operands sum to an even number
         ready = sum(problems[0].meta["operands"]) % 2 == 0
-        return [{"agreement": 0.875 if ready else 0.25, "masked": False, "majority": p.id, "majority_count": 7 if ready else 2,
-                 "group_size": 8} for p in problems]
+        return [{"agreement": 0.875 if ready else 0.25, "masked": False, "majority": p.id,
+                 "majority_count": 7 if ready else 2, "group_size": 8} for p in problems]
 
     def make():
         return CurriculumStream(AgreementGated(window=4, min_steps=4, probe_interval=4), ArithmeticSource(), seed=2,

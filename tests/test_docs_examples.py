@@ -7,11 +7,13 @@
   command `cuma train ... KEY=VALUE ...` in the same file; each set loads on top of that template.
 - README's Python blocks that need no model run on the CPU, and every `expression  # literal` line in them
   evaluates to the literal shown.
+- `CuMaEnv`'s docstring (the Gymnasium env's spec, in Gymnasium's sections) runs as doctests.
 """
 
 from __future__ import annotations
 
 import ast
+import doctest
 import io
 import re
 import shlex
@@ -263,3 +265,30 @@ def test_readme_python_blocks_run_and_show_true_values():
     assert checked >= 4
     info = namespace["info"]  # the Quick start's step ran with the stand-in policy
     assert len(info["rewards"]) == 8 and info["masked"] is False and info["majority"] == "89"
+
+
+# --- the Gymnasium env's docstring ----------------------------------------------------------------------
+ENV_SECTIONS = ("Description", "Action Space", "Observation Space", "Rewards", "Starting State", "Episode End",
+                "Arguments", "Version History")
+
+
+def test_gym_env_docstring_has_gymnasiums_sections():
+    from cuma_env.gym_env import CuMaEnv
+
+    headings = re.findall(r"^\s*## (.+)$", CuMaEnv.__doc__, re.M)
+    assert [h for h in headings if h in ENV_SECTIONS] == list(ENV_SECTIONS), headings
+
+
+def test_gym_env_docstring_examples_run():
+    """The `>>>` examples of `CuMaEnv` run with real `gym.make` and show what they print."""
+    from cuma_env import gym_env
+
+    tests = [t for t in doctest.DocTestFinder().find(gym_env.CuMaEnv, "CuMaEnv", module=gym_env, globs={})
+             if t.examples]
+    out = io.StringIO()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in tests:
+        runner.run(test, out=out.write)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, out.getvalue()
+    assert result.attempted >= 20

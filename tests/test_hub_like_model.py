@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 
 import torch
+from cli_helpers import cuma
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.config import load_config
 from agents.policy import render_prompts
 from agents.run_outputs import read_csv
 from agents.trainer import Trainer
-from cli_helpers import cuma
 
 
 def test_the_agent_trains_and_saves_a_hub_shaped_model(hub_like_model_dir, tmp_path, capsys):

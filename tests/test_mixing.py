@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from cuma_env import ArithmeticSource, PoolSource, Problem
-from curricula.mixing import (MATH_LEVEL_COUNTS, MixedSource, load_curated_source, measured_source, skewed_pool,
-                              top_up)
+from curricula.mixing import MATH_LEVEL_COUNTS, MixedSource, load_curated_source, measured_source, skewed_pool, top_up
 from curricula.sampler import LevelSampler
 
 

@@ -33,8 +33,8 @@ def test_the_default_base_is_installed_from_the_published_weights(tmp_path, monk
 
     import agents.tiny.training
     from agents.tiny.cache import ensure_tiny_base, read_metadata
-    from agents.tiny.published import PUBLISHED, published_weights
     from agents.tiny.model import weights_hash
+    from agents.tiny.published import PUBLISHED, published_weights
     from agents.tiny.tokenizer import check_char_tokenizer
 
     config = TinyBaseConfig()

@@ -1,5 +1,6 @@
-"""The README opens with the two commands users and CI run; keep them and the CLI true."""
+"""The README opens with the two commands users and CI run; keep them, the CLI and the paths it names true."""
 
+import glob
 import re
 from pathlib import Path
 
@@ -32,3 +33,25 @@ def test_main_command_is_a_cuma_subcommand():
     parser = build_parser()
     assert sub in COMMANDS
     assert parser.parse_args(main.split("cuma ", 1)[1].split()).command == sub
+
+
+PATH_SPAN = re.compile(r"`((?:docs|agents|cuma_env|curricula|examples|tests|benchmarks|\.ci)/[^`\s]*)`")
+
+
+def named_paths(text: str) -> list[str]:
+    """Repository paths quoted in code spans; `a-{x,y}.md` names both files, `*` is a glob."""
+    found = []
+    for span in PATH_SPAN.findall(text):
+        brace = re.search(r"\{([^}]*)\}", span)
+        alternatives = brace.group(1).split(",") if brace else [""]
+        found += [span[:brace.start()] + alt + span[brace.end():] if brace else span for alt in alternatives]
+    return found
+
+
+def test_paths_named_in_readme_and_docs_exist():
+    """A module that moves must take its mentions along (README, docs/ and docs/results/)."""
+    files = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    named = {(f.relative_to(REPO).as_posix(), p) for f in files for p in named_paths(f.read_text())}
+    assert len(named) >= 20
+    missing = sorted((where, p) for where, p in named if not glob.glob(str(REPO / p)))
+    assert not missing, missing

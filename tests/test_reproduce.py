@@ -10,10 +10,18 @@ import json
 
 import pytest
 
-from agents.experiments.reproduce import (METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE, Budget, RunRecord, _split_evenly,
-                              method_config, quick_budget)
-from agents.tiny.cache import read_metadata
 from agents.experiments.report import aggregate, format_table, goal_checks
+from agents.experiments.reproduce import (
+    METHOD_ORDER,
+    METHODS,
+    NOCURATED_POOL_SIZE,
+    Budget,
+    RunRecord,
+    _split_evenly,
+    method_config,
+    quick_budget,
+)
+from agents.tiny.cache import read_metadata
 
 SMALL = ("rollout.prompts_per_step=4", "eval.n_per_level=8", "eval.samples=2")
 KEYS = {"mean_acc", "per_level", "pass1_t06", "collapse", "wall_s"}

@@ -62,7 +62,8 @@ def test_draw_many_is_distinct_across_an_epoch_edge():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**31), cut=st.integers(0, 40), levels=st.lists(st.sampled_from([1, 2, 3]), min_size=41, max_size=41))
+@given(seed=st.integers(0, 2**31), cut=st.integers(0, 40),
+       levels=st.lists(st.sampled_from([1, 2, 3]), min_size=41, max_size=41))
 def test_restored_sampler_continues_the_same_stream(seed, cut, levels):
     whole = LevelSampler(small_pool(), seed=seed)
     uninterrupted = [whole.draw(lv).id for lv in levels]

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from agents.tiny.tokenizer import (BOXED_TOKEN, CHARSET, COMPACT_PHRASES, DEFAULT_MERGES, EOS_TOKEN, PAD_TOKEN,
-                              UNK_TOKEN, build_char_tokenizer, vocabulary)
+from agents.tiny.tokenizer import (
+    BOXED_TOKEN,
+    CHARSET,
+    COMPACT_PHRASES,
+    DEFAULT_MERGES,
+    EOS_TOKEN,
+    PAD_TOKEN,
+    UNK_TOKEN,
+    build_char_tokenizer,
+    vocabulary,
+)
 from cuma_env.arithmetic import SPLITS, ArithmeticSource
 from cuma_env.problems import LEVELS
 from cuma_env.prompting import format_prompt
@@ -55,7 +64,8 @@ def test_specials_and_unknown_characters(tokenizer):
     ids = tokenizer("1é2", add_special_tokens=False)["input_ids"]
     assert ids[1] == tokenizer.unk_token_id and len(ids) == 3
     # nothing is added around a prompt: its ids are exactly its characters
-    assert tokenizer("What is 1 + 2?")["input_ids"] == tokenizer("What is 1 + 2?", add_special_tokens=False)["input_ids"]
+    prompt = "What is 1 + 2?"
+    assert tokenizer(prompt)["input_ids"] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(tokenizer("12")["input_ids"] + [tokenizer.eos_token_id], skip_special_tokens=True) == "12"
 
 

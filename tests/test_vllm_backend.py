@@ -11,9 +11,9 @@ import json
 
 import pytest
 import torch
-
 import vllm_stand_in
 from cli_helpers import cuma
+
 from agents import policy as policy_module
 from agents.config import load_config
 from agents.learner import LOSS_KEYS, Learner

@@ -136,10 +136,10 @@ def _build_into(directory: Path, config: TinyBaseConfig, progress: bool, train: 
     import torch
     import transformers
 
-    from agents.tiny.training import train_tiny_base
-    from agents.tiny.published import install_published, published_weights
     from agents.tiny.model import count_parameters, weights_hash
+    from agents.tiny.published import install_published, published_weights
     from agents.tiny.tokenizer import save_char_tokenizer
+    from agents.tiny.training import train_tiny_base
 
     if not train and published_weights(config) is not None:
         metadata = install_published(config, directory)

@@ -4,26 +4,11 @@ supervised warm-up, seed), validated, and hashed into the key of its cache entry
 The defaults give a *weak base* with the two traits that decide what label-free RL does to a weak LLM
 (docs/label-free-tiny-world.md, "The default base"): reasoning that is latent (worked steps, right far more
 often than a bare answer on levels 2-3, written in a minority of samples and rarely greedily), and no final
-answer on many hard questions. Published weights `971d3e61` (seed 0): greedy 0.89 / 0.87 / 0.65 / 0.03 /
-0.00 on levels 1-5, maj@8 above greedy on levels 2-4.
-
-How the defaults were chosen (one thread; seed 0; 100-200 held-out problems per level; `cuma reproduce
---quick` from each candidate, 2026-12-02):
-- Worked steps in 35% of the answers: sampled at T=0.6 in ~20% of completions, too rare for a vote to
-  favour them; no arm gained (oracle +0.5). In 45%: ~25-40% of samples, and every arm that rewards
-  agreement learns to reason. Without unanswered questions TTRL gained as much as `cuma_gated` (+4 to +10
-  points); with the unanswered shares (0 / 0 / 10 / 40 / 60% by level) TTRL, voting as its own code does
-  (the unanswered as one cluster), stays at the base while its silence spreads, and `cuma_gated` gains ~9.
-  Higher shares of silence (0 / 5 / 20 / 50 / 70%) gave a weaker base (0.426) on which TTRL gained 2.8.
-- 600 warm-up steps (~105 s of one core): worked steps make the levels learn faster than the bare-answer
-  corpus did (700 steps there); 500 steps left the route choice mixed on levels 1-2.
-- Levels are learned in sudden transitions whose timing varies with the seed by hundreds of steps (seed 1 of
-  this config: 0.67 / 0.42 / 0.14 / 0.00 / 0.00). lr 1e-3 broke through on every seed tried (2e-3
-  plateaued, 4e-3 was worse); batch 64 learned more per sample than 128; a cosine decay ends the run settled.
-- The earlier default (bare answers only, 700 steps: `reasoning_share=0`, `unanswered_share=(0,) * 5`,
-  `steps=700`) gave seed 0 0.89 / 0.57 / 0.29 / 0.07 / 0.11, on which no vote beats greedy decoding.
-Another seed, or other CPU kernels, can move a level's transition: evaluate a base before relying on it
-(`cuma base`).
+answer on many hard questions. The published weights `971d3e61` are this config at seed 0; their profile,
+and how each default was chosen (the shares of worked steps and of unanswered questions, the warm-up length,
+lr and batch), are in docs/label-free-tiny-world.md, "How the default config was chosen". Levels are learned
+in sudden transitions whose timing moves with the seed and with the CPU's float kernels: evaluate a base
+before relying on it (`cuma base`).
 """
 
 from __future__ import annotations
@@ -126,14 +111,14 @@ class TinyBaseConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TinyBaseConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TinyBaseConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TinyBaseConfig fields: {unknown}")
         return cls(**{k: (tuple(v) if k in ("levels", "merges", "unanswered_share") else v) for k, v in data.items()})
 
-    def replace(self, **changes: Any) -> "TinyBaseConfig":
+    def replace(self, **changes: Any) -> TinyBaseConfig:
         return replace(self, **changes)
 
     def key(self) -> str:

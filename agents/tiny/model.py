@@ -18,6 +18,7 @@ from agents.tiny.config import TinyBaseConfig
 from agents.tiny.corpus import MAX_COMPLETION_TOKENS
 from agents.tiny.tokenizer import build_char_tokenizer, check_char_tokenizer
 
+
 def tiny_qwen2_config(config: TinyBaseConfig, tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
     return Qwen2Config(
         vocab_size=len(tokenizer),

@@ -1,13 +1,11 @@
 """The published weights of the default tiny base: the same base on every machine.
 
 Why: the base's warm-up (600 steps at lr 1e-3) is chaotic. The last-bit differences between CPUs' float
-kernels grow into other weights and another profile (measured: six builds on three machines and three
-kernel settings, six sets of weights, mean greedy 0.380-0.454 where profiled), and neither float64 training
-nor pinning MKL/ATen/oneDNN to one instruction set makes two machine types agree
-(docs/label-free-tiny-world.md, "The numbers above depend on the base build"). The RL runs on top of a
-fixed base are not chaotic in that way: `cuma reproduce` (quick, and full with 3 seeds) under the native
-and the portable kernels gave the same results for every arm but Intuitor, whose reward is a float computed
-from logits (0.260 against 0.267 in the full run). So shipping the default
+kernels grow into other weights and another profile, and neither float64 training nor pinning
+MKL/ATen/oneDNN to one instruction set makes two machine types agree. The RL runs on top of a fixed base
+are not chaotic in that way: `cuma reproduce` under the native and the portable kernels gave the same
+results for every arm but Intuitor, whose reward is a float computed from logits (the measurements:
+docs/label-free-tiny-world.md, "The numbers above depend on the base build"). So shipping the default
 base's weights (2 MB) makes every published number reproducible, where rebuilding it cannot.
 
 `agents/tiny/published_base/<key>.safetensors` holds the weights of the base with cache key `<key>`;

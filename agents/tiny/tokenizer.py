@@ -4,10 +4,9 @@ Every printable ASCII character (space to `~`) and the newline is one token; any
 On top of the characters, a few fixed strings (`merges`) are single tokens, matched longest first:
 `\\boxed{` and, by default, the fixed words of the compact template and the spaced operators
 (`COMPACT_PHRASES`: "What is ", "? Answer in \\boxed{}.", " + ", " - "). Digits always stay single
-characters. Measured: the compact prompt shrinks from 34-41 to 5-10 tokens and a completion
-`\\boxed{<int>}<eos>` from 10-13 to 4-7, so a warm-up step costs ~2.5x less CPU (7 vs 18 s per 100 steps of
-64 on one thread) at the same learning per step, and rollouts are shorter. `merges=()` gives the plain
-character tokenizer; decoded text is identical either way.
+characters. The merges shorten prompts and completions several-fold, so warm-up steps and rollouts cost
+less CPU at the same learning per step (docs/performance.md). `merges=()` gives the plain character
+tokenizer; decoded text is identical either way.
 
 Special tokens: `<pad>` (id 0), `<eos>` (id 1), `<unk>` (id 2). There is no BOS and nothing is added when
 encoding, so `tokenizer(prompt)` gives exactly the ids of the prompt text: the same contract in training,
