@@ -11,7 +11,8 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo", "train", "eval", "reproduce", "base", "calibrate", "curate")
+AGENT_STACK = ("torch", "torchrl", "tensordict", "transformers", "matplotlib", "filelock", "yaml")
+COMMANDS = ("demo", "train", "eval", "reproduce", "study", "base", "calibrate", "curate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,15 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents.commands import parse
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 threads make small-model generation ~100x slower here
-    args = parse(build_parser(), argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # more threads contend on 2 cores (docs/performance.md)
     try:
+        from agents.commands import parse
+
+        args = parse(build_parser(), argv)
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as err:  # a core-only install: the TorchRL agent stack is the [agent] extra
+        if (err.name or "").partition(".")[0] not in AGENT_STACK:
+            raise
+        print(f'cuma: {err.name} is not installed; the agent stack is an extra: pip install "cuma-gym[agent]"',
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,152 @@
+"""`cuma study`: the pre-registered test of the label-free claim over a family of tiny worlds, with 95% paired
+bootstrap intervals per world and pooled over the held-out worlds (docs/study-protocol.md).
+
+  cuma study --quick                         # the plumbing: design world, base and cuma_gated, 1 seed, 4 steps
+  cuma study --out runs/study                # the protocol's grid (hours); the same --out again resumes:
+                                             # finished cells are skipped, an interrupted one resumed
+  cuma study --worlds my-worlds.yaml --arms base ttrl cuma_gated --seeds 3 --jobs 2
+  cuma study --dry-run                       # the grid, the bases to train and the samples, nothing run
+
+A world is a tiny-base configuration (name, role: design | held_out, TinyBaseConfig fields); the shipped file
+is agents/experiments/study_worlds/default.yaml. Writes to --out (default runs/study-<date>-<time>): study.json,
+study.md, forest.png and cells/<world>/<arm>-s<seed>/ (cell.json, per_problem.json and a `cuma train` run
+directory). See agents/experiments/study.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from agents.experiments.study import QUICK_STEPS
+    from agents.experiments.study_arms import ARM_ORDER
+
+    parser = subparsers.add_parser("study", help="the label-free claim over several tiny worlds, with intervals",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worlds", type=Path, metavar="FILE",
+                        help="a YAML or JSON world file (default: agents/experiments/study_worlds/default.yaml)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"one world (the design one), arms base and cuma_gated, one seed, {QUICK_STEPS} steps")
+    parser.add_argument("--arms", nargs="+", metavar="ARM", default=None,
+                        help=f"a subset of: {' '.join(ARM_ORDER)} (comma- or space-separated; default all)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="RL seeds 0..N-1 per (world, arm) (default: each world's `seeds`, 5 design / 3 held-out)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per trained cell (default 120)")
+    parser.add_argument("--n-per-level", type=int, default=None, metavar="N",
+                        help="held-out problems per level (default 400; 10 with --quick)")
+    parser.add_argument("--split", default="test", help="the evaluation split (default test)")
+    parser.add_argument("--bootstrap", type=int, default=None, metavar="B", help="bootstrap replicates (default 2000)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output directory (default runs/study-<time>)")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace cell directories under --out that hold another configuration (default: refuse)")
+    parser.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over the cells")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides for every trained cell, e.g. rollout.prompts_per_step=8")
+    return parser
+
+
+def make_plan(args: argparse.Namespace):
+    """The `StudyPlan` of the arguments; `ValueError` (or `ConfigError`) naming what to fix."""
+    from agents.experiments.bootstrap import B_DEFAULT
+    from agents.experiments.study import StudyPlan, quick_plan, study_budget
+    from agents.experiments.study_arms import ARM_ORDER
+    from agents.experiments.study_cells import Cell, cell_config
+    from agents.experiments.worlds import load_worlds
+
+    items = [a for item in (args.arms or []) for a in item.split(",") if a]
+    overrides = [*(a for a in items if "=" in a), *args.overrides]
+    arms = [a for a in items if "=" not in a]
+    for name in ("seeds", "steps", "n_per_level", "jobs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    worlds = load_worlds(args.worlds)
+    n_boot = args.bootstrap or B_DEFAULT
+    if args.quick:
+        plan = quick_plan(worlds, overrides, args.steps, args.n_per_level)
+        plan = StudyPlan(plan.worlds, tuple(arms) or plan.arms, plan.budget, args.split, args.seeds or 1, n_boot)
+    else:
+        plan = StudyPlan(tuple(worlds), tuple(arms) or ARM_ORDER, study_budget(args.steps, args.n_per_level, overrides),
+                         args.split, args.seeds, n_boot)
+    for arm in plan.arms:  # every arm's config is valid before any base trains (on the default base's path)
+        config = cell_config(Cell(plan.worlds[0], arm, 0), plan.budget, "tiny")
+    from agents.policy import check_vllm, resolve_device
+
+    device = resolve_device(config.model.device)  # the device and backend every cell uses exist here
+    if config.model.backend == "vllm":
+        check_vllm(device)
+    return plan
+
+
+def describe(plan) -> str:
+    from agents.experiments.study_arms import ARMS
+    from agents.experiments.study_cells import cell_config
+    from agents.tiny.cache import base_path, is_built
+
+    cells = plan.cells()
+    trained = [c for c in cells if ARMS[c.arm].trains]
+    steps = plan.budget.steps
+    rollout = cell_config(trained[0], plan.budget, "tiny").rollout if trained else None
+    samples = f", {steps * rollout.prompts_per_step * rollout.group_size} training completions" if rollout else ""
+    lines = [(f"{len(cells)} cells ({len(trained)} trained: {steps} steps each{samples}, probes extra; evaluation on "
+              f"the {plan.split} split, {plan.budget.eval_n_per_level} problems per level)")]
+    for world in plan.worlds:
+        mine = [c for c in cells if c.world.name == world.name]
+        state = "(published)" if world.is_default_base else "" if is_built(base_path(world.base_config())) \
+            else "(to train)"
+        lines.append(f"  {world.name} ({world.role}): {len(mine)} cells, seeds {plan.seeds_of(world)}, base "
+                     f"{world.base_config().key()} {state}; {world.description}")
+    lines.append(f"  arms: {', '.join(plan.arms)}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.commands import fail
+    from agents.config import ConfigError
+    from agents.experiments.study_cells import DifferentCellError
+    from agents.experiments.worlds import WorldError
+    from agents.policy import BackendUnavailable
+
+    try:
+        plan = make_plan(args)
+    except (ConfigError, WorldError, ValueError, BackendUnavailable) as exc:
+        return fail("study", exc)
+    out = args.out or Path("runs") / f"study-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        return fail("study", f"--out {out} is a file; give a directory")
+    print(describe(plan), flush=True)
+    if args.dry_run:
+        return 0
+    from agents.experiments.study import run_study
+    from agents.experiments.study_report import format_markdown
+
+    print(f"output directory: {out}", flush=True)
+    try:
+        study = run_study(out, plan, jobs=args.jobs, force=args.force, progress=not args.no_progress,
+                          log=lambda line: print(line, flush=True))
+    except DifferentCellError as exc:
+        return fail("study", exc)
+    print()
+    print(format_markdown(study))
+    print(f"wrote {out / 'study.json'}, {out / 'study.md'}, {out / 'forest.png'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agents.commands.study ...` (the same as `cuma study ...`)."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from agents.commands import run_standalone
+
+    return run_standalone("study", add_parser, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

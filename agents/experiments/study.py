@@ -1,0 +1,174 @@
+"""`cuma study`: the pre-registered test of the label-free claim (docs/study-protocol.md) over a family of
+tiny worlds, with paired bootstrap intervals.
+
+    from agents.experiments.study import StudyPlan, run_study, study_budget
+    from agents.experiments.study_arms import ARM_ORDER
+    from agents.experiments.worlds import load_worlds
+    plan = StudyPlan(worlds=tuple(load_worlds()), arms=ARM_ORDER, budget=study_budget())
+    study = run_study("runs/study", plan, jobs=2)   # study.json, study.md, forest.png, cells/<world>/<arm>-s<seed>/
+
+The grid is worlds x arms x seeds (the decomposition arms in the design world only; the base arm once per
+world: greedy evaluation does not depend on a seed). Each cell trains with `cuma reproduce`'s runner and
+presets (`agents.experiments.study_cells`), is skipped when finished and resumed when interrupted, so a
+killed study continues with the same command. Every world's base is built (or installed) before any cell.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.experiments.bootstrap import B_DEFAULT, RNG_SEED
+from agents.experiments.reproduce import EVAL_N_PER_LEVEL, FULL_STEPS, Budget
+from agents.experiments.study_arms import ARMS, QUICK_ARMS, check_arms
+from agents.experiments.study_cells import Cell, DifferentCellError, cell_spec, check_split, finished, run_cell, worker
+from agents.experiments.worlds import World, base_info, model_path
+
+QUICK_STEPS = 4
+QUICK_N_PER_LEVEL = 10
+
+
+def study_budget(steps: int | None = None, n_per_level: int | None = None, overrides: Sequence[str] = ()) -> Budget:
+    """The protocol's budget: `cuma reproduce`'s full step count, the trainer evaluating only at the start and
+    the end (the study's metric is the per-problem evaluation after training)."""
+    return Budget(steps=steps or FULL_STEPS, eval_every=0, eval_n_per_level=n_per_level or EVAL_N_PER_LEVEL,
+                  overrides=tuple(overrides))
+
+
+def quick_budget(steps: int | None = None, n_per_level: int | None = None, overrides: Sequence[str] = ()) -> Budget:
+    """`--quick`: a few steps and a few problems per level; the plumbing, not a result."""
+    steps = steps or QUICK_STEPS
+    return Budget(steps=steps, eval_every=0, checkpoint_every=max(1, steps // 2),
+                  eval_n_per_level=n_per_level or QUICK_N_PER_LEVEL, overrides=tuple(overrides))
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    worlds: tuple[World, ...]
+    arms: tuple[str, ...]
+    budget: Budget
+    split: str = "test"            # the evaluation split ("validation" once issue 18 item 1 adds it)
+    seeds: int | None = None       # RL seeds per (world, arm); None: each world's own `seeds`
+    n_boot: int = B_DEFAULT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arms", tuple(check_arms(self.arms)))
+        if not self.worlds:
+            raise ValueError("a study needs at least one world")
+        if self.seeds is not None and self.seeds < 1 or self.n_boot < 100:
+            raise ValueError(f"seeds must be >= 1 and n_boot >= 100, got {self.seeds} and {self.n_boot}")
+        check_split(self.split)
+
+    def seeds_of(self, world: World) -> list[int]:
+        return list(range(self.seeds or world.seeds))
+
+    def cells(self) -> list[Cell]:
+        """The grid, world by world; the decomposition arms only in the design world."""
+        cells = []
+        for world in self.worlds:
+            for arm in self.arms:
+                if ARMS[arm].design_only and world.role != "design":
+                    continue
+                cells += [Cell(world, arm, 0)] if arm == "base" else [Cell(world, arm, s) for s in self.seeds_of(world)]
+        return cells
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"worlds": [w.to_dict() for w in self.worlds], "arms": list(self.arms), "budget": asdict(self.budget),
+                "split": self.split, "seeds": {w.name: self.seeds_of(w) for w in self.worlds},
+                "n_boot": self.n_boot, "bootstrap_rng_seed": RNG_SEED}
+
+
+def quick_plan(worlds: Sequence[World], overrides: Sequence[str] = (), steps: int | None = None,
+               n_per_level: int | None = None) -> StudyPlan:
+    """One world (the design world, else the first), base and cuma_gated, one seed, a few steps."""
+    world = next((w for w in worlds if w.role == "design"), worlds[0])
+    return StudyPlan(worlds=(world,), arms=QUICK_ARMS, budget=quick_budget(steps, n_per_level, overrides), seeds=1)
+
+
+def different_cells(out: str | Path, plan: StudyPlan, paths: dict[str, str]) -> list[Path]:
+    """The cell directories under `out` that hold a cell with another configuration."""
+    found = []
+    for cell in plan.cells():
+        try:
+            finished(cell, out, cell_spec(cell, plan.budget, paths[cell.world.name], plan.split))
+        except DifferentCellError as exc:
+            found.append(exc.cell_dir)
+    return found
+
+
+def build_bases(plan: StudyPlan, log: Callable[[str], None] = print) -> dict[str, str]:
+    """`model.path` per world, building (or installing) every world's base first: parallel cells would
+    otherwise wait on its lock, and a base trains for minutes."""
+    from agents.tiny.cache import base_path, is_built
+
+    paths = {}
+    for world in plan.worlds:
+        if not world.is_default_base and not is_built(base_path(world.base_config())):
+            log(f"building the base of world {world.name} (a tiny-base training run: minutes) ...")
+        paths[world.name] = model_path(world, build=True, progress=True)
+    return paths
+
+
+def run_study(out: str | Path, plan: StudyPlan, *, jobs: int = 1, force: bool = False, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every cell not finished yet (`jobs` processes), then write study.json, study.md and forest.png.
+    A cell directory with another configuration is a `DifferentCellError` before anything trains, unless
+    `force` replaces it."""
+    from tqdm.auto import tqdm
+
+    from agents.experiments.reproduce import _quiet_transformers
+    from agents.experiments.study_analysis import analyse
+    from agents.experiments.study_report import protocol_commit, write_outputs
+
+    out = Path(out)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _quiet_transformers()
+    started = time.perf_counter()
+    paths = build_bases(plan, log)
+    different = different_cells(out, plan, paths)
+    if different and not force:
+        raise DifferentCellError(different[0])
+    cells = plan.cells()
+    args = [(c, str(out), plan.budget, paths[c.world.name], plan.split, force) for c in cells]
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(cells), desc="study cells", unit="cell", disable=not progress)
+    write = tqdm.write if progress else log
+
+    def done(result: dict[str, Any]) -> None:
+        results.append(result)
+        bar.update(1)
+        write(f"{result['cell']}: mean greedy {result['mean']:.3f}, {result['samples']['total']} samples, "
+              f"{result['wall_s']:.0f} s")
+
+    try:
+        if jobs <= 1:
+            for a in args:
+                bar.set_postfix_str(a[0].label)
+                done(run_cell(*a[:5], force=a[5]))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for future in as_completed([pool.submit(worker, *a) for a in args]):
+                    done(future.result())
+    finally:
+        bar.close()
+    order = {c.label: i for i, c in enumerate(cells)}
+    results.sort(key=lambda r: order[r["cell"]])
+    study = {"protocol": protocol_commit(), "plan": plan.to_dict(), "jobs": jobs,
+             "bases": {w.name: base_info(w) for w in plan.worlds},
+             "total_wall_s": round(time.perf_counter() - started, 1),
+             "cells": [{k: r[k] for k in ("cell", "world", "arm", "seed", "per_level", "mean", "collapse", "samples",
+                                          "wall_s", "run_dir")} for r in results],
+             "analysis": analyse(plan.worlds, results, n_boot=plan.n_boot)}
+    write_outputs(out, study)
+    return study
+
+
+__all__ = ["QUICK_N_PER_LEVEL", "QUICK_STEPS", "StudyPlan", "build_bases", "different_cells", "quick_budget",
+           "quick_plan", "run_study", "study_budget"]

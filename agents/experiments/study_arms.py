@@ -1,0 +1,102 @@
+"""The arms and contrasts of `cuma study` (docs/study-protocol.md): each arm a `cuma reproduce` method plus
+overrides, so an arm is trained by the same runner and presets as `cuma reproduce`.
+
+Voting rules: "one" = the unanswered vote together as one cluster (TTRL's code, `env.empty_votes=true`);
+"never" = the unanswered never vote (the package's convention, `env.empty_votes=false`). Arms are compared at
+equal optimizer steps and equal training batches; the agreement-gated arms also generate probe groups, which
+the study counts and reports as samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.experiments.arms import METHODS
+
+
+@dataclass(frozen=True)
+class StudyArm:
+    name: str
+    method: str                     # the `cuma reproduce` method (preset + its overrides) it starts from
+    overrides: tuple[str, ...] = ()
+    votes: str = "never"            # how the unanswered vote: "one" (a cluster), "never", "-" (no vote)
+    design_only: bool = False       # run only in the design world (the decomposition of the gated recipe)
+    description: str = ""
+
+    @property
+    def trains(self) -> bool:
+        return METHODS[self.method].preset is not None
+
+    @property
+    def labels(self) -> str:
+        return METHODS[self.method].labels
+
+
+_GATED = "agreement-gated curriculum with probes, mask unless >= 6 of 8 agree"
+ARMS: dict[str, StudyArm] = {a.name: a for a in (
+    StudyArm("base", "base", votes="-", description="the world's base, evaluated without training"),
+    StudyArm("oracle", "oracle", votes="-", description="GRPO with the ground-truth reward (labelled upper bound)"),
+    StudyArm("intuitor", "intuitor", votes="-", description="self-certainty reward, levels uniform"),
+    StudyArm("ttrl", "ttrl", votes="one", description="TTRL as its code votes: majority reward, no mask, uniform"),
+    StudyArm("ttrl_novote", "ttrl", ("env.empty_votes=false",),
+             description="TTRL where the unanswered never vote"),
+    StudyArm("cuma", "cuma", description="paper-exact CuMa: 2-vote mask, sequential curriculum D1->D5"),
+    StudyArm("cuma_gated", "cuma_gated", description=_GATED),
+    StudyArm("cuma_gated_vote", "cuma_gated", ("env.empty_votes=true",), votes="one",
+             description=f"{_GATED}; the unanswered vote as one cluster (TTRL's rule)"),
+    StudyArm("gated_mask_uniform", "cuma_gated",
+             ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false"), design_only=True,
+             description="the gated recipe's 6-of-8 mask alone: levels uniform, no curriculum, no probes"),
+    StudyArm("gated_2vote", "cuma_gated", ("env.min_votes=2",), design_only=True,
+             description="the gated curriculum (with probes) and the paper's 2-vote mask"),
+    StudyArm("gated_noprobe", "cuma_gated", ("curriculum.probe=false",), design_only=True,
+             description="the gated curriculum without probes (promotes on its own agreement alone)"),
+)}
+ARM_ORDER: tuple[str, ...] = tuple(ARMS)
+QUICK_ARMS: tuple[str, ...] = ("base", "cuma_gated")
+
+
+@dataclass(frozen=True)
+class Contrast:
+    a: str
+    b: str
+    why: str
+    hypothesis: str = ""            # the protocol's hypothesis it decides ("" : reported, decides nothing)
+
+    @property
+    def name(self) -> str:
+        return f"{self.a} - {self.b}"
+
+
+CONTRASTS: tuple[Contrast, ...] = (
+    Contrast("cuma_gated", "base", "the label-free gain", "H1"),
+    Contrast("cuma_gated", "ttrl_novote", "gated vs TTRL with the same voting rule (unanswered never vote)", "H2"),
+    Contrast("cuma_gated_vote", "ttrl", "gated vs TTRL with the same voting rule (unanswered vote as one)", "H3"),
+    Contrast("cuma_gated", "intuitor", "gated vs the other label-free baseline", "H4"),
+    Contrast("cuma_gated", "cuma", "gated vs paper-exact CuMa", "H5"),
+    Contrast("cuma", "ttrl", "paper-exact CuMa vs TTRL as its code votes", "H6"),
+    Contrast("cuma", "ttrl_novote", "paper-exact CuMa vs TTRL with the same voting rule"),
+    Contrast("ttrl_novote", "ttrl", "what the voting rule alone does to TTRL"),
+    Contrast("cuma_gated", "gated_mask_uniform", "what the gated curriculum adds to its mask (design world)"),
+    Contrast("cuma_gated", "gated_2vote", "what the 6-of-8 mask adds to the gated curriculum (design world)"),
+    Contrast("cuma_gated", "gated_noprobe", "what the probes add (design world)"),
+)
+
+
+def all_contrasts(arms) -> list[Contrast]:
+    """Every trained arm vs the base, then the protocol's contrasts, for the arms present."""
+    present = set(arms)
+    vs_base = [Contrast(a, "base", "vs the base") for a in ARM_ORDER if a in present and a != "base"]
+    named = [c for c in CONTRASTS if c.a in present and c.b in present]
+    return [c for c in vs_base if (c.a, c.b) not in {(n.a, n.b) for n in named}] + named
+
+
+def check_arms(names) -> list[str]:
+    """The arms in table order; a `ValueError` naming the unknown ones."""
+    unknown = [n for n in names if n not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARM_ORDER)}")
+    return [a for a in ARM_ORDER if a in set(names)]
+
+
+__all__ = ["ARMS", "ARM_ORDER", "CONTRASTS", "QUICK_ARMS", "Contrast", "StudyArm", "all_contrasts", "check_arms"]

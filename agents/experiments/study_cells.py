@@ -1,0 +1,210 @@
+"""One cell of `cuma study`: one (world, arm, seed), trained by `cuma reproduce`'s runner, then evaluated
+greedily problem by problem (the paired bootstrap needs per-problem 0/1, not only per-level means).
+
+A cell is a directory `cells/<world>/<arm>-s<seed>/` (the base arm, which does not train: `cells/<world>/base/`):
+    cell.json          what the cell is (world, arm, seed, the arm's full config, split, problems per level)
+    <method>-s<seed>/  the `cuma train` run directory (`agents.experiments.reproduce.run_method`: a finished run
+                       is reused, an interrupted one resumed from its last checkpoint)
+    per_problem.json   the final model's greedy correctness per held-out problem, written last (atomically):
+                       a cell with it is finished and skipped when the study runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from agents.experiments.reproduce import Budget, method_config
+from agents.experiments.study_arms import ARMS
+from agents.experiments.worlds import World
+
+RESULT_FILE = "per_problem.json"
+SPEC_FILE = "cell.json"
+
+
+class DifferentCellError(ValueError):
+    """A cell directory holds a cell with another configuration (another budget, split, arm definition)."""
+
+    def __init__(self, cell_dir: Path):
+        super().__init__(f"{cell_dir} holds a cell with a different configuration; give another --out, or --force "
+                         "to replace it")
+        self.cell_dir = cell_dir
+
+
+@dataclass(frozen=True)
+class Cell:
+    world: World
+    arm: str
+    seed: int                      # the base arm has one cell per world, seed 0 (greedy evaluation: no RNG)
+
+    @property
+    def label(self) -> str:
+        return f"{self.world.name}/{self.arm}" + ("" if self.arm == "base" else f"-s{self.seed}")
+
+    def directory(self, out: str | Path) -> Path:
+        return Path(out) / "cells" / self.label
+
+
+def cell_budget(cell: Cell, budget: Budget, model_path: str) -> Budget:
+    """The study budget for this cell: the world's base, the arm's overrides, then the user's (which win)."""
+    base = () if model_path == "tiny" else (f"model.path={model_path}",)
+    return replace(budget, overrides=(*base, *ARMS[cell.arm].overrides, *budget.overrides))
+
+
+def cell_config(cell: Cell, budget: Budget, model_path: str):
+    return method_config(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path))
+
+
+def cell_spec(cell: Cell, budget: Budget, model_path: str, split: str) -> dict[str, Any]:
+    """What makes a cell this cell: a finished cell with another spec is not reused."""
+    config = cell_config(cell, budget, model_path).to_dict()
+    if not ARMS[cell.arm].trains:  # the base is evaluated only: the training budget does not change it
+        config = {"model": config["model"], "eval": {k: v for k, v in config["eval"].items() if k != "every"},
+                  "env": {k: config["env"][k] for k in ("id", "levels", "prompt_template")},
+                  "max_new_tokens": config["rollout"]["max_new_tokens"]}
+    return {"world": cell.world.name, "base_key": cell.world.base_config().key(), "arm": cell.arm,
+            "method": ARMS[cell.arm].method, "seed": cell.seed, "split": split, "config": config}
+
+
+def finished(cell: Cell, out: str | Path, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The cell's saved result if it is finished with this spec; `DifferentCellError` if it holds another."""
+    directory = cell.directory(out)
+    path = directory / RESULT_FILE
+    if path.is_file():
+        result = json.loads(path.read_text())
+        if result.get("spec") == spec:
+            return result
+        raise DifferentCellError(directory)
+    spec_path = directory / SPEC_FILE
+    if spec_path.is_file() and json.loads(spec_path.read_text()) != spec:
+        raise DifferentCellError(directory)
+    return None
+
+
+# --- held-out problems ----------------------------------------------------------------------------
+def check_split(split: str) -> None:
+    """The arith source must have `split`, and it must be held out (not `train`)."""
+    from cuma_env.arithmetic import SPLITS
+
+    if split == "train" or split not in SPLITS:
+        held_out = [s for s in SPLITS if s != "train"]
+        raise ValueError(f"evaluation split {split!r} is not a held-out split of the arith source; it has "
+                         f"{', '.join(held_out)} (a validation split comes with issue 18, item 1)")
+
+
+def heldout_problems(split: str, n_per_level: int | None, levels=None):
+    """({level: [Problem]}, template): the first `n_per_level` problems per level of `split`, the order
+    `cuma eval` and the trainer's held-out evaluation use for the test split."""
+    from agents.evaluation import bench_problems
+
+    check_split(split)
+    if split == "test":
+        return bench_problems("arith", n_per_level, levels=levels)
+    from cuma_env.arithmetic import ArithmeticSource
+
+    template = bench_problems("arith", 1, levels=(1,))[1]
+    source = ArithmeticSource(split=split)
+    chosen = tuple(levels) if levels else source.levels
+    return {lv: [source.get(lv, i) for i in range(min(n_per_level or source.size(lv), source.size(lv)))]
+            for lv in chosen}, template
+
+
+# --- running a cell -------------------------------------------------------------------------------
+def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split: str = "test", *,
+             force: bool = False) -> dict[str, Any]:
+    """Train (or reuse / resume) the cell's arm and evaluate its final model per problem; return the result
+    saved in per_problem.json. A finished cell with the same spec is returned as saved."""
+    import shutil
+
+    spec = cell_spec(cell, budget, model_path, split)
+    directory = cell.directory(out)
+    try:
+        done = finished(cell, out, spec)
+    except DifferentCellError:
+        if not force:
+            raise
+        shutil.rmtree(directory)
+        done = None
+    if done is not None:
+        return done
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_json(directory / SPEC_FILE, spec)
+    config = cell_config(cell, budget, model_path)
+    started = time.perf_counter()
+    run_dir, trainer_final, train_wall = None, None, 0.0
+    if ARMS[cell.arm].trains:
+        from agents.experiments.reproduce import run_method
+
+        record = run_method(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path), directory,
+                            force=force)
+        run_dir = Path(record.run_dir)
+        trainer_final, train_wall = record.per_level, record.wall_s
+    model_dir = str(run_dir / "model") if run_dir is not None else model_path
+    result = _evaluate(config, model_dir, split)
+    result.update(spec=spec, cell=cell.label, world=cell.world.name, arm=cell.arm, seed=cell.seed,
+                  samples=count_samples(run_dir, config), train_wall_s=train_wall,
+                  wall_s=round(train_wall + time.perf_counter() - started, 2),
+                  run_dir=None if run_dir is None else str(run_dir.relative_to(Path(out))))
+    if trainer_final is not None and split == "test":  # the trainer evaluated the same problems greedily
+        result["matches_trainer_eval"] = all(abs(a - b) < 1e-9 for a, b in zip(result["per_level"], trainer_final))
+    _write_json(directory / RESULT_FILE, result, indent=None)  # last: the cell is finished
+    return result
+
+
+def _evaluate(config, model_dir: str, split: str) -> dict[str, Any]:
+    from agents.checkpoint import seed_everything
+    from agents.evaluation import greedy_per_problem
+    from agents.policy import build_policy
+
+    seed_everything(config.seed)
+    policy = build_policy(replace(config.model, path=model_dir), config.rollout, seed=config.seed)
+    problems, template = heldout_problems(split, config.eval.n_per_level, config.env.levels)
+    start = time.perf_counter()
+    result = greedy_per_problem(policy, problems, config.env.prompt_template or template,
+                                max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
+                                batch_size=config.eval.batch_size)
+    per_level = [sum(v["correct"]) / len(v["correct"]) for v in result["levels"].values()]
+    result.update(per_level=per_level, mean=sum(per_level) / len(per_level),
+                  eval_s=round(time.perf_counter() - start, 2))
+    return result
+
+
+def count_samples(run_dir: Path | None, config) -> dict[str, int]:
+    """Completions generated for training: every step's groups plus every probe's (evaluation not counted)."""
+    if run_dir is None:
+        return {"steps": 0, "train": 0, "probe": 0, "total": 0}
+    from agents.run_outputs import read_csv
+
+    rows = read_csv(run_dir / "metrics.csv")
+    group = config.rollout.group_size
+    probes = max((int(float(r["probes"])) for r in rows if r.get("probes") not in (None, "")), default=0)
+    probe_size = int(config.curriculum.options.get("probe_size", 8)) if config.curriculum.probe else 0
+    train = len(rows) * config.rollout.prompts_per_step * group
+    probe = probes * probe_size * group
+    return {"steps": len(rows), "train": train, "probe": probe, "total": train + probe}
+
+
+def _write_json(path: Path, data: Any, indent: int | None = 1) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=indent) + "\n")
+    os.replace(tmp, path)
+
+
+def worker(cell: Cell, out: str, budget: Budget, model_path: str, split: str, force: bool) -> dict[str, Any]:
+    """Entry point of a `--jobs` worker process (one thread, like the main process)."""
+    import torch
+
+    from agents.experiments.reproduce import _quiet_transformers
+
+    torch.set_num_threads(1)
+    _quiet_transformers()
+    return run_cell(cell, out, budget, model_path, split, force=force)
+
+
+__all__ = ["RESULT_FILE", "Cell", "DifferentCellError", "cell_budget", "cell_config", "cell_spec",
+           "check_split", "count_samples", "finished", "heldout_problems", "run_cell",
+           "worker"]

@@ -1,0 +1,156 @@
+"""The outputs of `cuma study`: study.json (everything), study.md (tables with intervals), forest.png (each
+contrast's interval per world and pooled)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agents.experiments.study_arms import ARMS
+
+PROTOCOL = "docs/study-protocol.md"
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def protocol_commit(root: Path = _ROOT, path: str = PROTOCOL) -> dict[str, Any]:
+    """The commit that last changed the protocol file, and whether the file differs from it now ("unknown"
+    outside a git checkout or before the file is committed)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(root), *args], check=False, capture_output=True, text=True,
+                              timeout=20)
+
+    try:
+        commit = git("log", "-1", "--format=%H", "--", path).stdout.strip() or "unknown"
+        modified = bool(git("status", "--porcelain", "--", path).stdout.strip()) if commit != "unknown" else None
+    except (OSError, subprocess.SubprocessError):
+        commit, modified = "unknown", None
+    return {"file": path, "commit": commit, "modified_since": modified}
+
+
+def _ci(ci: Mapping[str, Any] | None) -> str:
+    if ci is None:
+        return ""
+    mark = "**" if ci["low"] > 0 or ci["high"] < 0 else ""
+    return f"{mark}{ci['estimate']:+.3f}{mark} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+
+
+def format_markdown(study: Mapping[str, Any]) -> str:
+    analysis, plan = study["analysis"], study["plan"]
+    budget, protocol = plan["budget"], study["protocol"]
+    worlds = list(analysis["worlds"])
+    changed = {True: " (the file has changed since: the runs do not follow the committed protocol)",
+               False: "", None: ""}[protocol["modified_since"]]
+    out = ["# `cuma study`: the label-free claim over worlds, with paired bootstrap intervals", "",
+           f"Protocol: `{protocol['file']}` at commit `{protocol['commit']}`{changed}.",
+           (f"Metric: final greedy pass@1 on the `{plan['split']}` split ({budget['eval_n_per_level']} problems per "
+           f"level at most), per level and its mean over levels. Every trained arm: {budget['steps']} optimizer "
+           "steps from its world's base, the same batch (prompts x group), so arms are compared at **equal steps**; "
+           "the agreement-gated arms also generate probe groups (column `probe samples`)."),
+           (f"Intervals: 95% paired percentile bootstrap, B={analysis['n_boot']}, fixed RNG seed; problems resampled "
+           "within levels and seeds with replacement; pooled over worlds hierarchically (worlds, then seeds and "
+           "problems within each). Bold: the interval excludes 0."), ""]
+    out += ["## Hypotheses (decision rule: pooled over the held-out worlds, the 95% interval above 0)", "",
+            f"Headline claim (H1 and H2): **{analysis['headline']}**.", "",
+            "| hypothesis | contrast | pooled held-out | verdict | pooled, never read | verdict | estimate < 0 in |",
+            "|---|---|---|---|---|---|---|"]
+    for h in analysis["hypotheses"]:
+        out.append(f"| {h['hypothesis']} | `{h['contrast']}`: {h['why']} | {_ci(h['interval'])} | {h['verdict']} "
+                   f"| {_ci(h['interval_unread'])} | {h['verdict_unread']} | {', '.join(h['negative_in']) or '-'} |")
+    out += ["", "## Contrasts (difference in mean greedy pass@1, 95% CI)", ""]
+    pools = [p for p in ("held_out", "held_out_unread") if analysis["pooled"].get(p)]
+    head = ["contrast", *[f"{w} ({analysis['worlds'][w]['role']})" for w in worlds],
+            *[{"held_out": "pooled held-out", "held_out_unread": "pooled, never read"}[p] for p in pools]]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in analysis["contrasts"]:
+        cells = [_ci(analysis["worlds"][w]["contrasts"].get(c["name"])) for w in worlds]
+        cells += [_ci(analysis["pooled"][p].get(c["name"])) for p in pools]
+        if any(cells):
+            out.append(f"| `{c['name']}` | " + " | ".join(cells) + " |")
+    for name, world in analysis["worlds"].items():
+        base = study.get("bases", {}).get(name, {})
+        sha = f"; base weights `{base['weights_sha256'][:16]}` ({base.get('source')})" if base.get("weights_sha256") \
+            else ""
+        read = ", a variant read while designing" if world["read_before"] else ""
+        out += ["", f"## World `{name}` ({world['role']}{read})",
+                "", f"{world['description']}{sha}", "",
+                ("| arm | seeds | L1 | L2 | L3 | L4 | L5 | mean ± sd | vs base [95% CI] | greedy answers L4 / L5 "
+                 "| train samples | probe samples | wall s |"), "|" + "---|" * 13]
+        for arm, s in world["arms"].items():
+            levels = [f"{v:.2f}" for v in s["per_level"]] + [""] * (5 - len(s["per_level"]))
+            vs = "" if arm == "base" else _ci(world["contrasts"].get(f"{arm} - base"))
+            ans = s["answered_per_level"]
+            answered = f"{ans[3]:.2f} / {ans[4]:.2f}" if len(ans) == 5 else ""
+            out.append(f"| {arm} | {s['n_seeds']} | {' | '.join(levels)} | {s['mean']:.3f} ± {s['mean_sd']:.3f} "
+                       f"| {vs} | {answered} | {s['samples']['train']} | {s['samples']['probe']} | {s['wall_s']:.0f} |")
+        if any(s.get("matches_trainer_eval") is False for s in world["arms"].values()):
+            out.append("\nWARNING: a cell's per-problem greedy accuracy differs from its trainer's final evaluation.")
+    out += ["", "## Arms", ""]
+    for arm in plan["arms"]:
+        spec = ARMS[arm]
+        extra = f" + `{' '.join(spec.overrides)}`" if spec.overrides else ""
+        out.append(f"- `{arm}` (method `{spec.method}`{extra}; labels in loop: "
+                   f"{'ground truth' if spec.labels == 'reward' else 'none'}): {spec.description}")
+    return "\n".join(out) + "\n"
+
+
+def plot_forest(path: Path, analysis: Mapping[str, Any]) -> Path:
+    """forest.png: one row per contrast; per world its interval (a colour per world), pooled in black."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    worlds = list(analysis["worlds"])
+    pools = [p for p in ("held_out", "held_out_unread") if analysis["pooled"].get(p)]
+    series = [(w, analysis["worlds"][w]["contrasts"]) for w in worlds] + \
+             [(f"pooled {p}", analysis["pooled"][p]) for p in pools]
+    rows = [c["name"] for c in analysis["contrasts"] if any(c["name"] in s for _, s in series)]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(9, 1.5 + max(1, len(rows)) * (0.2 + 0.07 * len(series))))
+    step = 0.7 / max(1, len(series))
+
+    def offset(k: int) -> float:  # the series side by side on a row
+        return (k - (len(series) - 1) / 2) * step
+
+    for k, (label, figures) in enumerate(series):
+        pooled = label.startswith("pooled")
+        ys, xs, lows, highs = [], [], [], []
+        for i, name in enumerate(rows):
+            if name in figures:
+                ci = figures[name]
+                ys.append(len(rows) - i - offset(k))
+                xs.append(ci["estimate"])
+                lows.append(ci["estimate"] - ci["low"])
+                highs.append(ci["high"] - ci["estimate"])
+        if ys:
+            ax.errorbar(xs, ys, xerr=[lows, highs], fmt="D" if pooled else "o", ms=6 if pooled else 4,
+                        color="black" if pooled else colors[k % len(colors)], lw=2 if pooled else 1,
+                        alpha=1.0 if pooled and k == len(series) - len(pools) else 0.6 if pooled else 0.9,
+                        capsize=2, label=label)
+    ax.axvline(0, color="gray", ls="--", lw=1)
+    if not rows:
+        ax.text(0.5, 0.5, "no contrast: the study ran fewer than two arms", ha="center", transform=ax.transAxes)
+    ax.set_yticks([len(rows) - i for i in range(len(rows))], rows, fontsize=8)
+    ax.set_ylim(0.5, max(1, len(rows)) + 0.5)
+    ax.set_xlabel("difference in final mean greedy pass@1 (95% paired bootstrap CI)")
+    ax.set_title("cuma study: contrasts per world and pooled over held-out worlds", fontsize=10)
+    if rows:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(out: Path, study: Mapping[str, Any]) -> dict[str, Path]:
+    paths = {"json": out / "study.json", "md": out / "study.md", "png": out / "forest.png"}
+    paths["json"].write_text(json.dumps(study, indent=1) + "\n")
+    paths["md"].write_text(format_markdown(study))
+    plot_forest(paths["png"], study["analysis"])
+    return paths
+
+
+__all__ = ["PROTOCOL", "format_markdown", "plot_forest", "protocol_commit", "write_outputs"]

@@ -1,0 +1,156 @@
+"""Worlds of `cuma study`: one world is one tiny-base configuration (corpus shares, warm-up steps, seed).
+
+A world file (YAML or JSON) lists them, as a list or under `worlds:`:
+
+    worlds:
+      - name: design            # a directory name: letters, digits, `_` and `-`
+        role: design            # design (the world the defaults were chosen in) | held_out
+      - name: seed1
+        role: held_out
+        seed: 1                 # any TinyBaseConfig field; unset fields keep the default base's values
+        seeds: 3                # optional: RL seeds per arm (default: 5 in the design world, 3 in held-out ones)
+        read_before: false      # optional: a variant of this world was measured while the defaults were chosen
+        description: the default corpus, base seed 1
+
+The world's base is built and cached by the same code as `cuma base` (`agents.tiny.cache.ensure_tiny_base`):
+the default configuration installs the published weights, any other trains on first use (minutes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from agents.tiny.config import TinyBaseConfig
+
+ROLES = ("design", "held_out")
+DEFAULT_SEEDS = {"design": 5, "held_out": 3}
+WORLD_KEYS = ("name", "role", "seeds", "read_before", "description")
+BASE_KEYS = tuple(f.name for f in fields(TinyBaseConfig))
+SHIPPED = Path(__file__).parent / "study_worlds" / "default.yaml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class WorldError(ValueError):
+    """A world file that cannot be used, with what to fix (one line)."""
+
+
+@dataclass(frozen=True)
+class World:
+    name: str
+    role: str
+    base: dict[str, Any] = field(default_factory=dict)  # TinyBaseConfig fields that differ from the default's
+    seeds: int = 3
+    read_before: bool = False
+    description: str = ""
+
+    def base_config(self) -> TinyBaseConfig:
+        return TinyBaseConfig.from_dict(self.base) if self.base else TinyBaseConfig()
+
+    @property
+    def is_default_base(self) -> bool:
+        """The published default base (installed from its weights, `model.path: tiny`)."""
+        return self.base_config() == TinyBaseConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "seeds": self.seeds, "read_before": self.read_before,
+                "description": self.description, "base": dict(self.base), "base_key": self.base_config().key()}
+
+
+def parse_world(entry: Any, where: str = "world") -> World:
+    """One entry of a world file; a `WorldError` naming the entry and the fix."""
+    if not isinstance(entry, dict):
+        raise WorldError(f"{where}: expected a mapping with name, role and TinyBaseConfig fields, got {entry!r}")
+    name = entry.get("name")
+    where = f"{where} {name!r}" if isinstance(name, str) else where
+    unknown = [k for k in entry if k not in WORLD_KEYS + BASE_KEYS]
+    if unknown:
+        key = str(unknown[0])
+        close = difflib.get_close_matches(key, WORLD_KEYS + BASE_KEYS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(WORLD_KEYS + BASE_KEYS)}"
+        raise WorldError(f"{where}: unknown key {key!r}{hint}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise WorldError(f"{where}: name must be letters, digits, '_' or '-' (it names a directory), got {name!r}")
+    role = entry.get("role")
+    if role not in ROLES:
+        close = difflib.get_close_matches(str(role), ROLES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise WorldError(f"{where}: role must be one of {', '.join(ROLES)}, got {role!r}{hint}")
+    seeds = entry.get("seeds", DEFAULT_SEEDS[role])
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise WorldError(f"{where}: seeds must be a positive int (RL seeds per arm), got {seeds!r}")
+    read_before = entry.get("read_before", False)
+    if not isinstance(read_before, bool):
+        raise WorldError(f"{where}: read_before must be true or false, got {read_before!r}")
+    base = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in entry.items() if k in BASE_KEYS}
+    world = World(name, role, base, seeds, read_before, str(entry.get("description", "")))
+    try:
+        world.base_config()
+    except (TypeError, ValueError) as exc:
+        raise WorldError(f"{where}: {' '.join(str(exc).split())}") from exc
+    return world
+
+
+def parse_worlds(data: Any, source: str = "worlds") -> list[World]:
+    """The worlds of a loaded file: unique names, at most one design world."""
+    if isinstance(data, dict) and set(data) == {"worlds"}:
+        data = data["worlds"]
+    elif isinstance(data, dict):
+        extra = sorted(set(data) - {"worlds"})
+        raise WorldError(f"{source}: expected a list of worlds or one key 'worlds', found {extra}")
+    if not isinstance(data, list) or not data:
+        raise WorldError(f"{source}: expected a non-empty list of worlds")
+    worlds = [parse_world(entry, f"{source}: world {i + 1}") for i, entry in enumerate(data)]
+    names = [w.name for w in worlds]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise WorldError(f"{source}: world names must be unique; repeated: {', '.join(dupes)}")
+    if sum(w.role == "design" for w in worlds) > 1:
+        raise WorldError(f"{source}: at most one world has role 'design' (the one the defaults were chosen in)")
+    return worlds
+
+
+def load_worlds(path: str | Path | None = None) -> list[World]:
+    """The worlds of a YAML or JSON file (default: the shipped one, `agents/experiments/study_worlds/default.yaml`)."""
+    import yaml
+
+    path = Path(path) if path is not None else SHIPPED
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise WorldError(f"cannot read the world file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise WorldError(f"{path} is not valid YAML or JSON: {' '.join(str(exc).split())}") from exc
+    return parse_worlds(data, str(path))
+
+
+def model_path(world: World, *, build: bool = True, progress: bool = True) -> str:
+    """`model.path` of the world's base: `tiny` for the published default (the path every preset names), else
+    its cache directory, trained first when `build` and not cached yet."""
+    if world.is_default_base:
+        return "tiny"
+    from agents.tiny.cache import base_path, ensure_tiny_base
+
+    config = world.base_config()
+    return str(ensure_tiny_base(config, progress=progress) if build else base_path(config))
+
+
+def base_info(world: World) -> dict[str, Any]:
+    """Which base the world's arms start from: its cache path, weights hash and source (published / trained)."""
+    from agents.tiny.cache import base_path, is_built, read_metadata
+
+    path = base_path(world.base_config())
+    if not is_built(path):
+        return {"path": str(path), "built": False}
+    meta = read_metadata(path)
+    return {"path": str(path), "built": True, "weights_sha256": meta.get("weights_sha256"),
+            "source": meta.get("source", "trained")}
+
+
+__all__ = ["BASE_KEYS", "DEFAULT_SEEDS", "ROLES", "SHIPPED", "World", "WorldError", "base_info", "load_worlds",
+           "model_path", "parse_world", "parse_worlds"]
