@@ -11,7 +11,8 @@ import importlib
 import os
 import sys
 
-AGENT_STACK = ("torch", "torchrl", "tensordict", "transformers", "matplotlib", "filelock", "yaml")
+AGENT_STACK = ("torch", "torchrl", "tensordict", "transformers", "tokenizers", "safetensors", "huggingface_hub",
+               "matplotlib", "filelock", "yaml")  # the [agent] extra and what it brings
 COMMANDS = ("demo", "train", "eval", "reproduce", "study", "base", "calibrate", "curate")
 
 
