@@ -80,6 +80,7 @@ class Config:
         at_least("seed", self.seed, 0)
         for section in (self.model, self.env, self.curriculum, self.rollout, self.train, self.eval, self.output):
             section.validate()
+        self.eval.check_split(self.env.id)
         min_votes_count("env.min_votes", self.env.min_votes, self.rollout.group_size, "rollout.group_size",
                         within_group=True)  # a count above the group would mask every group
 

@@ -232,19 +232,31 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = 25                          # held-out evaluation every K steps (0: only at start and end)
-    n_per_level: int = 100                   # held-out problems per level (arith test split)
+    n_per_level: int = 100                   # held-out problems per level (of `split`)
     samples: int = 4                         # sampled pass@1 uses this many samples per problem
     temperature: float = 0.6
     max_new_tokens: int | None = None        # None: rollout.max_new_tokens
     batch_size: int = 512
+    split: str = "test"                      # held-out split read: validation while tuning (arith), test at the end
 
     def validate(self) -> None:
+        from cuma_env.catalog import SPLITS
+
+        one_of("eval.split", self.split, tuple(s for s in SPLITS if s != "train"))  # the task's own: `check_split`
         at_least("eval.every", self.every, 0)
         at_least("eval.n_per_level", self.n_per_level, 1)
         at_least("eval.samples", self.samples, 1)
         above("eval.temperature", self.temperature, 0)
         at_least("eval.batch_size", self.batch_size, 1)
         need(self.max_new_tokens is None or self.max_new_tokens >= 1, "eval.max_new_tokens: must be >= 1 or null")
+
+    def check_split(self, env_id: str) -> None:
+        """`split` must be a held-out split of the training env's task (only CuMa-Arith-v0 has validation)."""
+        from cuma_env.catalog import get_task
+
+        held_out = tuple(s for s in get_task(env_id).datasets if s != "train")
+        need(self.split in held_out, f"eval.split: {env_id} has the held-out split{'s' if len(held_out) > 1 else ''} "
+             f"{', '.join(held_out)}, got {self.split!r}")
 
 
 @dataclass

@@ -5,11 +5,12 @@
     result["levels"][3]["greedy"], result["collapse"]
 
 Benches are the rows of the task catalog (`cuma_env.catalog.TASKS`) that name a `bench`: its `bench_split`
-is the problems, its template and levelled-ness those of the task. Today: `arith` (the procedural family's
-test split, levels 1-5), `math500` (levels 1-5), `gsm8k`, `aime24`, `amc23` (no levels: one row, level
-`all`); the files come from `cuma_env.load_problems` under `$CUMA_DATA_DIR` (or `data_dir=`). During training
-the held-out bench is the training env's (`heldout_bench`). Prompts are rendered exactly as the TorchRL env
-renders them (the env's template, then the tokenizer's chat template); generation is `agents.generation`.
+is the problems (`split=` picks another held-out split: arith's `validation`, for tuning), its template and
+levelled-ness those of the task. Today: `arith` (the procedural family's test split, levels 1-5), `math500`
+(levels 1-5), `gsm8k`, `aime24`, `amc23` (no levels: one row, level `all`); the files come from
+`cuma_env.load_problems` under `$CUMA_DATA_DIR` (or `data_dir=`). During training the held-out bench is the
+training env's (`heldout_bench`), on the split `eval.split` names. Prompts are rendered exactly as the TorchRL
+env renders them (the env's template, then the tokenizer's chat template); generation is `agents.generation`.
 Sampling runs under a forked, fixed-seed RNG, so evaluating never changes the training run's random stream
 and the same weights always give the same numbers.
 
@@ -80,21 +81,32 @@ def default_max_new_tokens(bench: str) -> int:
     return MAX_COMPLETION_TOKENS if is_procedural(bench) else FILE_BENCH_MAX_NEW_TOKENS
 
 
+def bench_splits(bench: str) -> tuple[str, ...]:
+    """The held-out splits a bench can evaluate (every split of its task but `train`; arith: validation, test)."""
+    return tuple(s for s in bench_task(bench).datasets if s != "train")
+
+
 def bench_problems(bench: str, n_per_level: int | None = None, *, levels: Sequence[int] | None = None,
-                   data_dir: Any = None, seed: int = 0) -> tuple[dict[Any, list[Problem]], str]:
-    """The first `n_per_level` problems of each level of a bench (all of them if None), and its template."""
+                   data_dir: Any = None, seed: int = 0,
+                   split: str | None = None) -> tuple[dict[Any, list[Problem]], str]:
+    """The first `n_per_level` problems of each level of a bench (all of them if None), and its template.
+    `split` (default: the bench's `bench_split`, test) picks another held-out split, e.g. arith's validation."""
     task = bench_task(bench)
+    split = split or task.bench_split
+    if split not in bench_splits(bench):
+        raise ValueError(f"bench {bench} evaluates the split{'s' if len(bench_splits(bench)) > 1 else ''} "
+                         f"{', '.join(bench_splits(bench))}, not {split!r}")
     if n_per_level is not None and n_per_level < 1:
         raise ValueError(f"problems per level must be >= 1 (or None: all), got {n_per_level}")
     if levels is not None and not task.levelled:
         raise ValueError(f"bench {bench} has no difficulty levels; leave the levels out")
     if levels is not None and (not levels or not set(levels) <= set(LEVELS)):
         raise ValueError(f"bench {bench} has levels 1-5, got {list(levels)}")
-    dataset = task.datasets[task.bench_split]
+    dataset = task.datasets[split]
     if dataset is None:  # procedural: every level generated in order, `levels` in the order asked
         from cuma_env.catalog import make_source
 
-        source = make_source(task.env_id, task.bench_split, seed=seed)
+        source = make_source(task.env_id, split, seed=seed)
         chosen = tuple(levels) if levels else source.levels
         by_level = {lv: [source.get(lv, i) for i in range(min(n_per_level or source.size(lv), source.size(lv)))]
                     for lv in chosen}
@@ -255,10 +267,11 @@ def resolve_model(path: str) -> tuple[str, dict | None]:
 
 
 def write_results(result: Mapping[str, Any], out: Path, *, model: str, bench: str,
-                  max_new_tokens: int) -> tuple[Path, Path]:
+                  max_new_tokens: int, split: str | None = None) -> tuple[Path, Path]:
     """eval-<bench>.json (everything) and eval-<bench>.csv (one row per level) under `out`."""
     json_path, csv_path = out / f"eval-{bench}.json", out / f"eval-{bench}.csv"
-    payload = {"model": model, "bench": bench, "max_new_tokens": max_new_tokens, **result}
+    payload = {"model": model, "bench": bench, "split": split or bench_task(bench).bench_split,
+               "max_new_tokens": max_new_tokens, **result}
     json_path.write_text(json.dumps(payload, indent=2, default=str))
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)

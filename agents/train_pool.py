@@ -6,8 +6,8 @@
 never touched:
 - `split` (default): the env id's train split, `cuma_env.catalog.make_source(env.id, "train", ...)`.
 - `skewed`: `curricula.mixing.skewed_pool` of that split with MATH's level proportions
-  (`MATH_LEVEL_COUNTS`, 958/2152/2618/2776/3494 of 12k), `env.pool.size` problems (default 1000:
-  80/179/218/232/291), seeded by `env.source_seed`: few easy problems, like a natural pool.
+  (`MATH_LEVEL_COUNTS`, 958/2152/2618/2776/3494 of 12k), `env.pool.size` problems (default 750:
+  60/134/164/174/218), seeded by `env.source_seed`: few easy problems, like a natural pool.
 - `file`: a curated JSONL (`curricula.mixing.load_curated_source(path, level_field=...)`; `level_field:
   measured_level` bins a `cuma calibrate` output by measured level). `top_up: true` (every level) or a list
   of levels fills those levels from the train split up to the file's largest level (`curricula.mixing.top_up`).
@@ -23,7 +23,7 @@ from typing import Any
 from agents.config import ConfigError, EnvConfig
 from cuma_env.problems import LEVELS, ProblemSource
 
-SKEWED_POOL_SIZE = 1000  # the level-1 bin (80 problems) fits the arith train split's 82 level-1 problems
+SKEWED_POOL_SIZE = 750  # the level-1 bin (60 problems) fits the arith train split's 63 level-1 problems
 
 
 def training_source(env: EnvConfig) -> ProblemSource:

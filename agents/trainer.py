@@ -116,7 +116,7 @@ class Trainer:
 
         c = self.config
         problems, template = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
-                                            data_dir=c.env.data_dir)  # no RNG: the order of the steps here is free
+                                            data_dir=c.env.data_dir, split=c.eval.split)  # no RNG: order is free
         self._heldout = (problems, c.env.prompt_template or template)  # held out, in the prompt the run trains on
         seed_everything(c.seed)
         self.policy = build_policy(c.model, c.rollout, seed=c.seed)

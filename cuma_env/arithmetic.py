@@ -10,9 +10,13 @@ trivial and votes uninformative):
     L4  a - b        a, b in 10..99 (the result may be negative)
     L5  a + b - c    a, b, c in 10..99
 
-Train and test never overlap: every problem belongs to exactly one split by a fixed hash of its operands
-(about 20% go to test), independent of any seed. Within a split, `get(level, index)` walks a permutation
-seeded by (seed, level), so a stream is reproducible from (seed, level, index).
+Three splits that never overlap: `train` (about 70%, what a policy and the tiny base train on), `validation`
+(about 10%, where every tuning choice is made) and `test` (about 20%, read only by a study's final
+evaluation). A problem's split is a fixed hash of its *unordered* operands (the sorted operand tuple),
+independent of any seed and of the level's signs: `23 + 45` and `45 + 23`, `45 - 23` and `23 - 45`, and
+every reordering of a level-5 `a + b - c` land in the same split, so no held-out problem has a commuted twin
+in train. Within a split, `get(level, index)` walks a permutation seeded by (seed, level, split), so a stream
+is reproducible from (seed, level, index).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import numpy as np
 
 from cuma_env.problems import LEVELS, Problem
 
-SPLITS = ("train", "test")
-EVAL_SHARE_MODULUS = 5  # one problem in five goes to the test split
+SPLITS = ("train", "validation", "test")
+# a problem's bucket is its hash modulo SPLIT_MODULUS; these buckets are held out (the rest is train)
+SPLIT_MODULUS = 10
+HELD_OUT_BUCKETS = {"validation": (1,), "test": (0, 5)}  # one in ten; two in ten (test's share before the re-keying)
 
 # (operand ranges, operator signs after the first operand)
 _LADDER: dict[int, tuple[tuple[range, ...], tuple[str, ...]]] = {
@@ -53,20 +59,34 @@ def evaluate(operands: tuple[int, ...], level: int) -> int:
 
 
 def _split_hash(grid: np.ndarray) -> np.ndarray:
-    """A fixed integer hash per operand tuple (rows of `grid`); seed-independent by design."""
+    """A fixed integer hash per operand tuple (rows of `grid`, in the order given); seed-independent by design."""
     h = np.full(grid.shape[0], 2166136261, dtype=np.uint64)
     for column in grid.T:
         h = (h ^ column.astype(np.uint64)) * np.uint64(16777619) % np.uint64(2**32)
     return (h * np.uint64(2654435761) % np.uint64(2**32)) >> np.uint64(7)
 
 
-@lru_cache(maxsize=64)
-def _split_operands(level: int, split: str, seed: int) -> np.ndarray:
+def split_of(grid: np.ndarray) -> np.ndarray:
+    """The split index (into SPLITS) of each operand tuple (rows of `grid`): a hash of the sorted operands,
+    so every reordering of a tuple gets the same split."""
+    bucket = _split_hash(np.sort(grid, axis=1)) % np.uint64(SPLIT_MODULUS)
+    index = np.full(grid.shape[0], SPLITS.index("train"), dtype=np.int64)
+    for split, buckets in HELD_OUT_BUCKETS.items():
+        index[np.isin(bucket, np.array(buckets, dtype=np.uint64))] = SPLITS.index(split)
+    return index
+
+
+def level_grid(level: int) -> np.ndarray:
+    """Every operand tuple of a level, one per row, in lexicographic order."""
     ranges, _ = _LADDER[level]
     axes = np.meshgrid(*[np.arange(r.start, r.stop) for r in ranges], indexing="ij")
-    grid = np.stack([a.reshape(-1) for a in axes], axis=1)
-    is_eval = _split_hash(grid) % EVAL_SHARE_MODULUS == 0
-    chosen = grid[is_eval if split == "test" else ~is_eval]
+    return np.stack([a.reshape(-1) for a in axes], axis=1)
+
+
+@lru_cache(maxsize=64)
+def _split_operands(level: int, split: str, seed: int) -> np.ndarray:
+    grid = level_grid(level)
+    chosen = grid[split_of(grid) == SPLITS.index(split)]
     order = np.random.default_rng([seed, level, SPLITS.index(split)]).permutation(len(chosen))
     return chosen[order]
 

@@ -1,7 +1,9 @@
 """The task catalog: which problem source and prompt template each environment id uses.
 
 Both faces (Gymnasium, TorchRL) build their source through `make_source`, so an id means the same
-problems everywhere. Splits are `train` (what a policy trains on) and `test` (held out).
+problems everywhere. Splits are `train` (what a policy trains on) and `test` (held out); the procedural
+`CuMa-Arith-v0` also has `validation` (held out, for tuning: `cuma_env.arithmetic`). A task without a split
+refuses it in one line (`make_source`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from cuma_env.arithmetic import ArithmeticSource
 from cuma_env.datasets import load_source
 from cuma_env.problems import LEVELS, ProblemSource
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")  # every split some task has; each task lists its own in `datasets`
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ TASKS: dict[str, Task] = {t.env_id: t for t in (
     Task("CuMa-GSM8K-v0", "GSM8K grade-school word problems (no levels)",
          {"train": "gsm8k_train", "test": "gsm8k_test"}, levelled=False, bench="gsm8k"),
     Task("CuMa-Arith-v0", "procedural arithmetic in five levels; needs no data files",
-         {"train": None, "test": None}, template="compact", bench="arith"),
+         {"train": None, "validation": None, "test": None}, template="compact", bench="arith"),
     Task("CuMa-AIME24-v0", "AIME 2024 (30 problems, evaluation only)", {"test": "aime24"}, levelled=False,
          bench="aime24"),
     Task("CuMa-AMC23-v0", "AMC 2023 (40 problems, evaluation only)", {"test": "amc23"}, levelled=False,

@@ -110,19 +110,19 @@ class CuMaEnv(gym.Env):
     (MathText(1, 16384), MathText(0, 32768), 4)
     >>> prompt, info = env.reset(seed=0)
     >>> prompt
-    'What is 88 + 77 - 76? Answer in \\boxed{}.'
+    'What is 53 + 43 - 81? Answer in \\boxed{}.'
     >>> info
-    {'level': 5, 'problem_id': 'arith/L5/88+77-76', 'source': 'arith', 'group_size': 4}
-    >>> group = [r"\boxed{89}", r"so \boxed{89}", r"\boxed{7}", "no idea"]
+    {'level': 5, 'problem_id': 'arith/L5/53+43-81', 'source': 'arith', 'group_size': 4}
+    >>> group = [r"\boxed{15}", r"so \boxed{15}", r"\boxed{7}", "no idea"]
     >>> prompt, reward, terminated, truncated, info = env.step(group)
     >>> reward, terminated, truncated
     (0.5, True, False)
     >>> info["answers"], info["majority"], info["majority_count"], info["masked"], info["rewards"]
-    (['89', '89', '7', None], '89', 2, False, [1.0, 1.0, 0.0, 0.0])
+    (['15', '15', '7', None], '15', 2, False, [1.0, 1.0, 0.0, 0.0])
     >>> info["agreement"], info["parse_rate"], info["majority_correct"]
     (0.5, 0.75, True)
     >>> env.reset(seed=0, options={"level": 1})[0]
-    'What is 7 + 8? Answer in \\boxed{}.'
+    'What is 8 + 6? Answer in \\boxed{}.'
 
     ```
 
@@ -136,7 +136,7 @@ class CuMaEnv(gym.Env):
     (True, [0.0, 0.0, 0.0, 0.0])
     >>> ttrl = gym.make("CuMa-Arith-v0", group_size=4, reward="majority", empty_votes=True)
     >>> _ = ttrl.reset(seed=0)
-    >>> info = ttrl.step(["no idea", "", r"\boxed{89}", "hmm"])[4]
+    >>> info = ttrl.step(["no idea", "", r"\boxed{15}", "hmm"])[4]
     >>> info["majority"], info["majority_count"], info["rewards"]
     (None, 3, [1.0, 1.0, 0.0, 1.0])
 
@@ -149,7 +149,7 @@ class CuMaEnv(gym.Env):
     | `reward` | str or callable | `"masked_majority"` | see Rewards |
     | `min_votes` | int or float | `2` | mask threshold: a count, or a share of the group in (0, 1] |
     | `levels` | sequence of int | all the source has | difficulty levels to draw from (levelled ids only) |
-    | `split` | str | `"train"` | `"train"` or `"test"` (held out) |
+    | `split` | str | `"train"` | `"train"`, `"validation"` (held out, for tuning; `CuMa-Arith-v0` only) or `"test"` |
     | `data_dir` | path | `$CUMA_DATA_DIR` | folder of the benchmark files (not needed by `CuMa-Arith-v0`) |
     | `source` | ProblemSource | the task's | your own problems instead of the task's |
     | `prompt_template` | str | the task's | `"default"`, `"compact"`, or a string with `{problem}` |

@@ -144,7 +144,7 @@ def test_tiny_base_orders_the_procedural_levels(arith_run):
 def test_command_writes_jsonl_png_and_table(arith_run):
     lines = (arith_run / "calibrated.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
-    assert len(records) == 82 + 4 * 150  # level 1 has 82 train problems
+    assert len(records) == 63 + 4 * 150  # level 1 has 63 train problems
     assert all(set(ADDED_FIELDS) <= set(r) for r in records)
     assert {r["measured_level"] for r in records} <= {1, 2, 3, 4, 5} and all(r["n_samples"] == 8 for r in records)
     assert records[0]["level"] == 1 and records[0]["source"] == "arith"

@@ -109,10 +109,28 @@ def test_eval_arith_defaults_to_400_problems_per_level_not_the_whole_split(tiny_
     assert eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith", "--samples", "1",
                               "--levels", "2,3", "--out", str(tmp_path)]) == 0
     levels = json.loads((tmp_path / "eval-arith.json").read_text())["levels"]
-    assert {k: v["n"] for k, v in levels.items()} == {"2": 185, "3": 400}
+    assert {k: v["n"] for k, v in levels.items()} == {"2": 187, "3": 400}
     assert eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith", "--samples", "1", "--n", "3",
                               "--levels", "3", "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "eval-arith.json").read_text())["levels"]["3"]["n"] == 3
+
+
+def test_eval_reads_the_validation_split_when_asked_and_refuses_train(tiny_base_dir, tmp_path, capsys):
+    """`--split validation` evaluates arith's validation problems (the split tuning reads), never test's."""
+    problems, _ = bench_problems("arith", 5, levels=[2, 4], split="validation")
+    validation = ArithmeticSource("validation")
+    assert [p.id for p in problems[4]] == [validation.get(4, i).id for i in range(5)]
+    assert all(p.meta["split"] == "validation" for level in problems.values() for p in level)
+    assert eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith", "--split", "validation",
+                              "--samples", "1", "--levels", "1,2", "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "eval-arith.json").read_text())
+    assert payload["split"] == "validation" and {k: v["n"] for k, v in payload["levels"].items()} == {"1": 11, "2": 80}
+    for bench, split in (("arith", "train"), ("math500", "validation")):
+        with pytest.raises(ValueError, match=f"bench {bench} evaluates .*not '{split}'"):
+            bench_problems(bench, 3, split=split)
+    assert eval_command.main(["--model", str(tiny_base_dir), "--bench", "arith", "--split", "train",
+                              "--out", str(tmp_path)]) == 2
+    assert "not 'train'" in capsys.readouterr().err
 
 
 def test_eval_command_reads_a_run_directory(tiny_base_dir, tmp_path):

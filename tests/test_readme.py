@@ -18,7 +18,7 @@ def top_commands() -> list[str]:
 
 def test_readme_opens_with_install_and_test_commands():
     main, tests = top_commands()
-    assert main.startswith("pip install -e . && cuma ")
+    assert main.startswith('pip install -e ".[agent]" && cuma ')  # the core has no torch: cuma needs the agent extra
     assert tests.startswith('pip install -e ".[test]" && ') and "pytest" in tests
 
 

@@ -111,8 +111,9 @@ def test_the_grid_runs_the_decomposition_in_the_design_world_only():
     assert quick.budget.steps <= 8 and quick.budget.eval_n_per_level <= 20
     with pytest.raises(ValueError, match="unknown arm"):
         StudyPlan(worlds, ("base", "ttrl_nope"), study_budget())
-    with pytest.raises(ValueError, match="validation split comes with issue 18"):
-        StudyPlan(worlds, ("base",), study_budget(), split="validation")
+    assert StudyPlan(worlds, ("base",), study_budget(), split="validation").split == "validation"
+    with pytest.raises(ValueError, match="'train' is not a held-out split"):
+        StudyPlan(worlds, ("base",), study_budget(), split="train")
 
 
 # --- the analysis on synthetic per-problem results -------------------------------------------------
@@ -190,8 +191,8 @@ def test_the_command_rejects_bad_arguments_before_anything_runs(tmp_path, capsys
     assert "unknown arm" in capsys.readouterr().err
     assert main(["--quick", "--out", str(tmp_path / "c"), "train.nope=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
-    assert main(["--split", "validation", "--out", str(tmp_path / "d")]) == 2
-    assert "issue 18" in capsys.readouterr().err
+    assert main(["--split", "train", "--out", str(tmp_path / "d")]) == 2
+    assert "not a held-out split of the arith source; it has validation, test" in capsys.readouterr().err
     assert main(["--quick", "--out", str(tmp_path / "e"), "model.device=cuda:7"]) == 2
     assert "cuda" in capsys.readouterr().err
     (tmp_path / "file").write_text("")

@@ -173,16 +173,17 @@ def test_every_reward_function_trains(tiny_base_dir, reward):
 
 @pytest.mark.parametrize("empty_votes", [False, True])
 def test_env_empty_votes_reaches_the_agents_vote_and_probe(tiny_base_dir, empty_votes):
-    """On level 2 the base's first token is `\\boxed{` (one token; near-greedy sampling), so with one new token
-    no completion has an answer: only TTRL's convention rewards that."""
+    """On level 5 the base never starts greedily with worked steps: its first token is `\\boxed{` (one token) or
+    the `L` of `Let me think.` (near-greedy sampling), so with one new token no completion has an answer: only
+    TTRL's convention rewards that."""
     config = small_config(tiny_base_dir, "env.reward=majority", f"env.empty_votes={str(empty_votes).lower()}",
                           "rollout.max_new_tokens=1", "rollout.temperature=0.05", "curriculum.schedule=fixed",
-                          "curriculum.options={level: 2}")
+                          "curriculum.options={level: 5}")
     policy = build_policy(config.model, config.rollout)
     rollout = Rollout(config, policy)
     try:
         infos = rollout.collect().infos
-        probed = make_probe(policy, config)(2, [rollout.curriculum.sampler.source.get(2, 0)])
+        probed = make_probe(policy, config)(5, [rollout.curriculum.sampler.source.get(5, 0)])
     finally:
         rollout.shutdown()
     assert len(infos) == 4 and all(i["parse_rate"] == 0 and i["majority"] is None for i in infos)

@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 48 for arith, 1024 otherwise")
     parser.add_argument("--per-level", type=int, default=None, metavar="N",
                         help="at most N problems per requested level (default: 100 for arith, all for a file)")
-    parser.add_argument("--arith-split", default="train", choices=("train", "test"),
+    parser.add_argument("--arith-split", default="train", choices=("train", "validation", "test"),
                         help="split of the procedural family (default train: calibrated problems are for training)")
     parser.add_argument("--bands", default=",".join(f"{t:g}" for t in DEFAULT_BANDS), metavar="T1,T2,T3,T4",
                         help="agreement thresholds of levels 1-4 (default %(default)s)")

@@ -1,6 +1,7 @@
 """`cuma eval`: pass@1 greedy, sampled pass@1 and maj@k per level of a model on a benchmark.
 
   cuma eval --model runs/demo/model --bench arith                  # the procedural test split, 400 per level
+  cuma eval --model runs/demo/model --bench arith --split validation   # the split tuning choices read
   cuma eval --model runs/demo --bench arith                        # a run directory: its final or last weights
   cuma eval --model Qwen/Qwen2.5-0.5B --bench math500 --samples 8 --max-new-tokens 3072 --device cuda
   cuma eval --model tiny --bench gsm8k --n 200 --out evals/tiny
@@ -38,6 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, metavar="PATH", help="tiny | model dir | hub id | run dir")
     parser.add_argument("--bench", required=True, choices=bench_names())
+    parser.add_argument("--split", default=None, help="a held-out split of the bench (default test; arith also has "
+                        "validation, the one to tune on)")
     parser.add_argument("--samples", type=int, default=8, help="k of maj@k and sampled pass@1 (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         _check(args)
         model_path, state = resolve_model(args.model)
         n = args.n if args.n is not None else default_n(args.bench)
-        problems, template = bench_problems(args.bench, n, levels=args.levels, data_dir=args.data_dir, seed=0)
+        problems, template = bench_problems(args.bench, n, levels=args.levels, data_dir=args.data_dir, seed=0,
+                                            split=args.split)
     except (ValueError, OSError) as exc:  # also an unreadable data file
         return fail("eval", exc)
     from agents.policy import BackendUnavailable, build_policy
@@ -117,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
               "base on --bench arith)", file=sys.stderr)
     result = evaluate(policy, problems, template, samples=args.samples, temperature=args.temperature,
                       max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p)
-    print(format_table(result, f"{args.model} on {args.bench}:"))
-    write_results(result, args.out, model=args.model, bench=args.bench, max_new_tokens=max_new)
+    print(format_table(result, f"{args.model} on {args.bench}{f' ({args.split})' if args.split else ''}:"))
+    write_results(result, args.out, model=args.model, bench=args.bench, max_new_tokens=max_new, split=args.split)
     return 0
 
 

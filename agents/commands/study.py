@@ -38,7 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per trained cell (default 120)")
     parser.add_argument("--n-per-level", type=int, default=None, metavar="N",
                         help="held-out problems per level (default 400; 10 with --quick)")
-    parser.add_argument("--split", default="test", help="the evaluation split (default test)")
+    parser.add_argument("--split", default="test",
+                        help="the evaluation split: validation while tuning (test is then never read), test (default)")
     parser.add_argument("--bootstrap", type=int, default=None, metavar="B", help="bootstrap replicates (default 2000)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output directory (default runs/study-<time>)")
     parser.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
@@ -75,7 +76,7 @@ def make_plan(args: argparse.Namespace):
         plan = StudyPlan(tuple(worlds), tuple(arms) or ARM_ORDER, study_budget(args.steps, args.n_per_level, overrides),
                          args.split, args.seeds, n_boot)
     for arm in plan.arms:  # every arm's config is valid before any base trains (on the default base's path)
-        config = cell_config(Cell(plan.worlds[0], arm, 0), plan.budget, "tiny")
+        config = cell_config(Cell(plan.worlds[0], arm, 0), plan.budget, "tiny", plan.split)
     from agents.policy import check_vllm, resolve_device
 
     device = resolve_device(config.model.device)  # the device and backend every cell uses exist here

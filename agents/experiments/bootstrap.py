@@ -1,7 +1,7 @@
 """Paired bootstrap intervals for the difference in held-out accuracy between two arms (pure numpy).
 
 The metric is `cuma reproduce`'s: greedy pass@1 per level, averaged over the levels, so every level weighs
-the same whatever its problem count (18 level-1 test problems against 400 of level 3). Problems are therefore
+the same whatever its problem count (26 level-1 test problems against 400 of level 3). Problems are therefore
 resampled *within* their level. An arm's results in one world are a matrix `correct[seed, problem]`; two arms
 are compared on the same problems and the same seeds (paired: one draw of seeds and problems serves both).
 

@@ -16,7 +16,7 @@ Which data each arm trains on (the tiny-scale stand-in for the paper's curated d
   paper generated easy problems because MATH has few; here every bin is full.
 - `cuma_nocurated` is paper-exact CuMa on a MATH-like natural pool: `skewed_pool` of the same train split
   with MATH's level proportions (958/2152/2618/2776/3494 of 12k), `NOCURATED_POOL_SIZE` problems
-  (80/179/218/232/291 at 1000): few easy problems.
+  (60/134/164/174/218 at 750): few easy problems.
 - The sequential (paper) curriculum trains one stage per bin, each as long as its share of the pool, scaled
   to the step budget (the paper trains one epoch over bins of unequal size): equal stages on the balanced
   split (`cuma`, `cuma_nomask`), MATH-proportioned stages (8% of the steps on level 1, 29% on level 5) on
@@ -45,9 +45,10 @@ from agents.experiments.arms import METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE
 from cuma_env.problems import LEVELS
 from curricula.mixing import MATH_LEVEL_COUNTS
 
-# Held-out problems per level: the whole L1 (18) and L2 (185) test splits and 400 of L3-L5. With the preset's
-# 100 a level's greedy accuracy has a standard error of ~0.05 and the 5-level mean ~0.02, the size of the
-# effects being compared; at 400 they are ~0.025 and ~0.012 (L1 stays coarse: 18 problems, one is 0.056).
+# Held-out problems per level: the whole L1 (26) and L2 (187) test splits and 400 of L3-L5 (validation: all of
+# its 11 and 80, then 400). With the preset's 100 a level's greedy accuracy has a standard error of ~0.05 and the
+# 5-level mean ~0.02, the size of the effects being compared; at 400 they are ~0.025 and ~0.012 (L1 stays
+# coarse: 26 test problems, one is 0.038).
 EVAL_N_PER_LEVEL = 400
 
 
@@ -183,7 +184,7 @@ def evaluate_base(seed: int, budget: Budget) -> RunRecord:
     seed_everything(c.seed)
     policy = build_policy(c.model, c.rollout, seed=c.seed)
     problems, template = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
-                                        data_dir=c.env.data_dir)
+                                        data_dir=c.env.data_dir, split=c.eval.split)
     result = evaluate(policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
                       max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,
                       batch_size=c.eval.batch_size, seed=c.seed, top_p=c.rollout.top_p)

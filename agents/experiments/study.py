@@ -51,7 +51,7 @@ class StudyPlan:
     worlds: tuple[World, ...]
     arms: tuple[str, ...]
     budget: Budget
-    split: str = "test"            # the evaluation split ("validation" once issue 18 item 1 adds it)
+    split: str = "test"            # the evaluation split: validation while tuning, test for the final runs
     seeds: int | None = None       # RL seeds per (world, arm); None: each world's own `seeds`
     n_boot: int = B_DEFAULT
 

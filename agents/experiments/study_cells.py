@@ -49,19 +49,20 @@ class Cell:
         return Path(out) / "cells" / self.label
 
 
-def cell_budget(cell: Cell, budget: Budget, model_path: str) -> Budget:
-    """The study budget for this cell: the world's base, the arm's overrides, then the user's (which win)."""
+def cell_budget(cell: Cell, budget: Budget, model_path: str, split: str = "test") -> Budget:
+    """The study budget for this cell: the world's base, the arm's overrides, then the user's (which win), and
+    last the study's evaluation split, so the trainer's own held-out evaluations read that split and no other."""
     base = () if model_path == "tiny" else (f"model.path={model_path}",)
-    return replace(budget, overrides=(*base, *ARMS[cell.arm].overrides, *budget.overrides))
+    return replace(budget, overrides=(*base, *ARMS[cell.arm].overrides, *budget.overrides, f"eval.split={split}"))
 
 
-def cell_config(cell: Cell, budget: Budget, model_path: str):
-    return method_config(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path))
+def cell_config(cell: Cell, budget: Budget, model_path: str, split: str = "test"):
+    return method_config(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path, split))
 
 
 def cell_spec(cell: Cell, budget: Budget, model_path: str, split: str) -> dict[str, Any]:
     """What makes a cell this cell: a finished cell with another spec is not reused."""
-    config = cell_config(cell, budget, model_path).to_dict()
+    config = cell_config(cell, budget, model_path, split).to_dict()
     if not ARMS[cell.arm].trains:  # the base is evaluated only: the training budget does not change it
         config = {"model": config["model"], "eval": {k: v for k, v in config["eval"].items() if k != "every"},
                   "env": {k: config["env"][k] for k in ("id", "levels", "prompt_template")},
@@ -88,29 +89,20 @@ def finished(cell: Cell, out: str | Path, spec: dict[str, Any]) -> dict[str, Any
 # --- held-out problems ----------------------------------------------------------------------------
 def check_split(split: str) -> None:
     """The arith source must have `split`, and it must be held out (not `train`)."""
-    from cuma_env.arithmetic import SPLITS
+    from agents.evaluation import bench_splits
 
-    if split == "train" or split not in SPLITS:
-        held_out = [s for s in SPLITS if s != "train"]
+    if split not in bench_splits("arith"):
         raise ValueError(f"evaluation split {split!r} is not a held-out split of the arith source; it has "
-                         f"{', '.join(held_out)} (a validation split comes with issue 18, item 1)")
+                         f"{', '.join(bench_splits('arith'))}")
 
 
 def heldout_problems(split: str, n_per_level: int | None, levels=None):
-    """({level: [Problem]}, template): the first `n_per_level` problems per level of `split`, the order
-    `cuma eval` and the trainer's held-out evaluation use for the test split."""
+    """({level: [Problem]}, template): the first `n_per_level` problems per level of `split`, the ones (and the
+    order) `cuma eval` and the trainer's held-out evaluation (`eval.split`) use."""
     from agents.evaluation import bench_problems
 
     check_split(split)
-    if split == "test":
-        return bench_problems("arith", n_per_level, levels=levels)
-    from cuma_env.arithmetic import ArithmeticSource
-
-    template = bench_problems("arith", 1, levels=(1,))[1]
-    source = ArithmeticSource(split=split)
-    chosen = tuple(levels) if levels else source.levels
-    return {lv: [source.get(lv, i) for i in range(min(n_per_level or source.size(lv), source.size(lv)))]
-            for lv in chosen}, template
+    return bench_problems("arith", n_per_level, levels=levels, split=split)
 
 
 # --- running a cell -------------------------------------------------------------------------------
@@ -133,13 +125,13 @@ def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split
         return done
     directory.mkdir(parents=True, exist_ok=True)
     _write_json(directory / SPEC_FILE, spec)
-    config = cell_config(cell, budget, model_path)
+    config = cell_config(cell, budget, model_path, split)
     started = time.perf_counter()
     run_dir, trainer_final, train_wall = None, None, 0.0
     if ARMS[cell.arm].trains:
         from agents.experiments.reproduce import run_method
 
-        record = run_method(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path), directory,
+        record = run_method(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path, split), directory,
                             force=force)
         run_dir = Path(record.run_dir)
         trainer_final, train_wall = record.per_level, record.wall_s
@@ -149,7 +141,7 @@ def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split
                   samples=count_samples(run_dir, config), train_wall_s=train_wall,
                   wall_s=round(train_wall + time.perf_counter() - started, 2),
                   run_dir=None if run_dir is None else str(run_dir.relative_to(Path(out))))
-    if trainer_final is not None and split == "test":  # the trainer evaluated the same problems greedily
+    if trainer_final is not None:  # the trainer evaluated the same problems (eval.split) greedily
         result["matches_trainer_eval"] = all(abs(a - b) < 1e-9 for a, b in zip(result["per_level"], trainer_final))
     _write_json(directory / RESULT_FILE, result, indent=None)  # last: the cell is finished
     return result

@@ -4,9 +4,11 @@ supervised warm-up, seed), validated, and hashed into the key of its cache entry
 The defaults give a *weak base* with the two traits that decide what label-free RL does to a weak LLM
 (docs/label-free-tiny-world.md, "The default base"): reasoning that is latent (worked steps, right far more
 often than a bare answer on levels 2-3, written in a minority of samples and rarely greedily), and no final
-answer on many hard questions. The published weights `971d3e61` are this config at seed 0; their profile,
+answer on many hard questions. The published weights `1ea49816` are this config at seed 0 (trained on the
+re-keyed train split; the earlier `971d3e61`, on the earlier split, are in the git history); their profile,
 and how each default was chosen (the shares of worked steps and of unanswered questions, the warm-up length,
-lr and batch), are in docs/label-free-tiny-world.md, "How the default config was chosen". Levels are learned
+lr and batch, all on the earlier base and split), are in docs/label-free-tiny-world.md, "How the default
+config was chosen". Levels are learned
 in sudden transitions whose timing moves with the seed and with the CPU's float kernels: evaluate a base
 before relying on it (`cuma base`).
 """
@@ -21,8 +23,9 @@ from typing import Any
 from agents.tiny.tokenizer import DEFAULT_MERGES, tokenizer_spec, validate_merges
 from cuma_env.problems import LEVELS
 
-# Bump when the training code changes in a way that changes the weights for the same config.
-CODE_VERSION = 3
+# Bump when the training code changes in a way that changes the weights for the same config
+# (4: the arithmetic train split re-keyed on unordered operands, with a validation split held out).
+CODE_VERSION = 4
 
 
 @dataclass(frozen=True)

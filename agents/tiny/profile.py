@@ -184,8 +184,8 @@ def base_identity(meta: dict) -> str:
     if record is None:
         return "no published weights for this config: compare this hash before comparing numbers"
     if meta.get("weights_sha256") == record["weights_sha256"]:
-        return "the published base: the README's numbers are for these weights"
-    return (f"NOT the published base {record['weights_sha256'][:16]}: numbers will differ from the README's; "
+        return "the published base: docs/results/ numbers on the current split are for these weights"
+    return (f"NOT the published base {record['weights_sha256'][:16]}: numbers will differ from docs/results/; "
             "`cuma base --rebuild` installs the published one")
 
 

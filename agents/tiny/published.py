@@ -27,14 +27,14 @@ PUBLISHED_DIR = Path(__file__).resolve().parent / "published_base"
 
 # cache key -> what the published weights are (the `cuma_base.json` of the build they come from)
 PUBLISHED: dict[str, dict[str, Any]] = {
-    "242b47f7f797ea63": {
-        "weights_sha256": "971d3e61194ba74baf7a2091c8f7fa83ee9e5daef25246ffab878d442dd097fe",
-        "trained_on": "Intel Xeon, 2 cores, one thread; torch 2.13.0+cpu, transformers 5.24.0, Python 3.11.7",
-        "built_at": "2026-12-02T16:51:00",
-        "train_seconds": 105.87,
-        "final_loss": 0.15719366922974587,
-        "loss_every_50": [4.7247, 1.6841, 0.8351, 0.6225, 0.5245, 0.3644, 0.2787, 0.2383, 0.1628, 0.16, 0.1707,
-                          0.1595],
+    "2306f046a7fa6e05": {
+        "weights_sha256": "1ea498169bdf782c1186c90304821fac14670182e5729d7bbd56806565d09fdb",
+        "trained_on": "AMD EPYC, 2 cores, one thread; torch 2.13.0+cpu, transformers 5.25.0, Python 3.11.7",
+        "built_at": "2026-12-04T15:33:27",
+        "train_seconds": 466.79,
+        "final_loss": 0.18387672990560533,
+        "loss_every_50": [4.7042, 1.6163, 0.8165, 0.6491, 0.6339, 0.4515, 0.3557, 0.3407, 0.2097, 0.2033, 0.1923,
+                          0.1733],
     },
 }
 
