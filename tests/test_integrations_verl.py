@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,18 +68,14 @@ class VerlBatchStandIn:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    """A byte-level BPE tokenizer trained here on the test texts (no download), loaded as a HF fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    texts = [q for q, _, _ in DATASET] + [c for _, _, cs in DATASET for c in cs]
-    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"],
-                                                        show_progress=False,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+def tokenizer(tmp_path_factory):
+    """The byte-level BPE that the real-verl check builds (`benchmarks/check_verl.py`): trained here on its
+    texts, no download, loaded as a HF fast tokenizer."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "check_verl.py"
+    spec = importlib.util.spec_from_file_location("check_verl", path)
+    check_verl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_verl)
+    return check_verl.build_tokenizer(str(tmp_path_factory.mktemp("verl-tokenizer")))
 
 
 def _pad(ids: list[int], length: int, pad: int, left: bool) -> tuple[list[int], list[int]]:
