@@ -140,17 +140,11 @@ def test_cli_fails_fast_with_one_line_on_a_bad_key():
 
 
 def test_each_section_checks_its_own_keys_with_the_loaders_line():
-    from agents.config import (
-        CurriculumConfig,
-        EnvConfig,
-        EvalConfig,
-        ModelConfig,
-        OutputConfig,
-        PoolConfig,
-        RolloutConfig,
-        TrainConfig,
-    )
+    from agents import config_sections as sections
 
+    CurriculumConfig, EnvConfig, EvalConfig = sections.CurriculumConfig, sections.EnvConfig, sections.EvalConfig
+    ModelConfig, OutputConfig, PoolConfig = sections.ModelConfig, sections.OutputConfig, sections.PoolConfig
+    RolloutConfig, TrainConfig = sections.RolloutConfig, sections.TrainConfig
     for section in (ModelConfig, EnvConfig, PoolConfig, CurriculumConfig, RolloutConfig, TrainConfig, EvalConfig,
                     OutputConfig, Config):
         section().validate()  # the defaults are valid
