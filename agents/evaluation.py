@@ -20,11 +20,12 @@ every problem, the paper's collapse).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,17 +135,40 @@ def context_overflow(policy: Any, problems: Mapping[Any, Sequence[Problem]], tem
     """(prompts whose tokens plus `max_new_tokens` exceed the model's positions, prompts, positions), or None
     when the model declares no limit. E.g. the tiny base (128 positions) on GSM8K: its answers there are not
     meaningful, and the user should hear it from us rather than from a transformers warning."""
-    from agents.policy import render_prompts
-    from cuma_env.prompting import format_prompt
-
     limit = getattr(getattr(policy.model, "config", None), "max_position_embeddings", None)
     if not isinstance(limit, int):
         return None
     items = [p for level in problems.values() for p in level]
-    prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
+    prompts = _prompts(policy, items, template)
     # verbose=False: measuring lengths past the model's limit is the point here, not a mistake to warn about
     lengths = [len(ids) for ids in policy.tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"]]
     return sum(n + max_new_tokens > limit for n in lengths), len(lengths), limit
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """The model in eval mode for the block, then back in the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _prompts(policy: Any, items: Sequence[Problem], template: str) -> list[str]:
+    from agents.policy import render_prompts
+    from cuma_env.prompting import format_prompt
+
+    return render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
+
+
+def _greedy_answers(policy: Any, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int) -> list[str | None]:
+    """The greedy answer of each prompt: the one greedy pass that `evaluate` and `greedy_per_problem` share."""
+    from cuma_env.answers import extract_answer
+
+    greedy = policy.generate_texts(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [extract_answer(g[0]) for g in greedy]
 
 
 def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str, *, samples: int = 4,
@@ -152,42 +176,33 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
              top_p: float = 1.0) -> dict[str, Any]:
     """Greedy pass@1, sampled pass@1 (`samples` per problem), maj@`samples` per level; collapse; parse rate."""
     from agents.generation import seeded
-    from agents.policy import render_prompts
     from cuma_env.answers import extract_answer
-    from cuma_env.prompting import format_prompt
     from cuma_env.voting import majority_vote
 
     start = time.perf_counter()
-    model = policy.model
-    was_training = model.training
-    model.eval()
     levels: dict[Any, dict[str, float]] = {}
     greedy_answers: list[str | None] = []
-    try:
-        with seeded(seed, policy.device):
-            for level, items in problems.items():
-                if not items:
-                    continue
-                prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
-                greedy = policy.generate_texts(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-                sampled = policy.generate_texts(prompts, samples=samples, temperature=temperature, top_p=top_p,
-                                                max_new_tokens=max_new_tokens, batch_size=batch_size)
-                g_hits = s_hits = maj_hits = parsed = 0
-                for problem, g, group in zip(items, greedy, sampled):
-                    answer = extract_answer(g[0])
-                    greedy_answers.append(answer)
-                    g_hits += is_correct(answer, problem.answer)
-                    answers = [extract_answer(text) for text in group]
-                    parsed += sum(a is not None for a in answers)
-                    right = {a: is_correct(a, problem.answer) for a in set(answers)}
-                    s_hits += sum(right[a] for a in answers)
-                    label = majority_vote(answers, min_votes=1).label
-                    maj_hits += label is not None and is_correct(label, problem.answer)
-                n = len(items)
-                levels[level] = {"n": n, "greedy": g_hits / n, "pass1": s_hits / (n * samples),
-                                 "maj": maj_hits / n, "parse_rate": parsed / (n * samples)}
-    finally:
-        model.train(was_training)
+    with _eval_mode(policy.model), seeded(seed, policy.device):
+        for level, items in problems.items():
+            if not items:
+                continue
+            prompts = _prompts(policy, items, template)
+            greedy = _greedy_answers(policy, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+            sampled = policy.generate_texts(prompts, samples=samples, temperature=temperature, top_p=top_p,
+                                            max_new_tokens=max_new_tokens, batch_size=batch_size)
+            greedy_answers += greedy
+            g_hits = s_hits = maj_hits = parsed = 0
+            for problem, answer, group in zip(items, greedy, sampled):
+                g_hits += is_correct(answer, problem.answer)
+                answers = [extract_answer(text) for text in group]
+                parsed += sum(a is not None for a in answers)
+                right = {a: is_correct(a, problem.answer) for a in set(answers)}
+                s_hits += sum(right[a] for a in answers)
+                label = majority_vote(answers, min_votes=1).label
+                maj_hits += label is not None and is_correct(label, problem.answer)
+            n = len(items)
+            levels[level] = {"n": n, "greedy": g_hits / n, "pass1": s_hits / (n * samples),
+                             "maj": maj_hits / n, "parse_rate": parsed / (n * samples)}
     return {"levels": levels, "collapse": heldout_collapse(greedy_answers), "samples": samples,
             "temperature": temperature, "seconds": time.perf_counter() - start}
 
@@ -206,26 +221,16 @@ def greedy_per_problem(policy: Any, problems: Mapping[Any, Sequence[Problem]], t
                        max_new_tokens: int, batch_size: int = 512) -> dict[str, Any]:
     """Greedy correctness problem by problem (for paired statistics), in the same batches as `evaluate`, so the
     per-level means equal its `greedy`: {"levels": {level: {"ids", "correct", "answered"}}, "collapse"}."""
-    from agents.policy import render_prompts
-    from cuma_env.answers import extract_answer
-    from cuma_env.prompting import format_prompt
-
-    model = policy.model
-    was_training = model.training
-    model.eval()
     levels: dict[str, dict[str, list]] = {}
     answers_all: list[str | None] = []
-    try:
+    with _eval_mode(policy.model):
         for level, items in problems.items():
-            prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
-            greedy = policy.generate_texts(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-            answers = [extract_answer(g[0]) for g in greedy]
+            answers = _greedy_answers(policy, _prompts(policy, items, template), max_new_tokens=max_new_tokens,
+                                      batch_size=batch_size)
             answers_all += answers
             levels[str(level)] = {"ids": [p.id for p in items],
                                   "correct": [int(is_correct(a, p.answer)) for a, p in zip(answers, items)],
                                   "answered": [int(a is not None) for a in answers]}
-    finally:
-        model.train(was_training)
     return {"levels": levels, "collapse": heldout_collapse(answers_all)}
 
 
