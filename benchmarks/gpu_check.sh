@@ -18,13 +18,11 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 CUMA_CACHE_DIR=/tmp/cuma-cache
-if [ -d .whl ]; then
+if [ -d .whl ] && ! PYTHONPATH=/tmp/site python3 -c "import torchrl" 2>/dev/null; then  # once per machine
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "wheel install failed"; exit 1; }
-  export PYTHONPATH="/tmp/site:$PWD"
-else
-  export PYTHONPATH="$PWD"
 fi
+if [ -d /tmp/site ]; then export PYTHONPATH="/tmp/site:$PWD"; else export PYTHONPATH="$PWD"; fi
 
 python3 - <<'EOF' 2>&1 | tee "$OUT/versions.txt"
 import torch, torchrl, tensordict, transformers
