@@ -44,8 +44,9 @@ class BackendUnavailable(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """The configured device, with an index on CUDA (`torch.cuda.set_device` refuses a bare "cuda")."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     device = torch.device(name)
@@ -54,6 +55,8 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise BackendUnavailable(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
                                  "CUDA device(s)")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

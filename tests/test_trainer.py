@@ -223,7 +223,7 @@ def test_held_out_problems_are_asked_in_the_prompt_the_run_trains_on(tiny_base_d
 
 def test_bf16_autocast_path_trains_on_cpu(tiny_base_dir, tmp_path):
     """The mixed-precision path CUDA takes by default (`dtype: auto` = bf16 autocast over fp32 weights), on CPU."""
-    config = small_config(tiny_base_dir, "model.dtype=bfloat16", "train.steps=3", "eval.every=0",
+    config = small_config(tiny_base_dir, "model.device=cpu", "model.dtype=bfloat16", "train.steps=3", "eval.every=0",
                           "train.lr=1e-3", "train.warmup_steps=0")
     trainer = Trainer.new(config, tmp_path / "bf16")
     summary = trainer.run()

@@ -126,7 +126,6 @@ def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split
     directory.mkdir(parents=True, exist_ok=True)
     _write_json(directory / SPEC_FILE, spec)
     config = cell_config(cell, budget, model_path, split)
-    started = time.perf_counter()
     run_dir, trainer_final, train_wall = None, None, 0.0
     if ARMS[cell.arm].trains:
         from agents.experiments.reproduce import run_method
@@ -136,10 +135,11 @@ def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split
         run_dir = Path(record.run_dir)
         trainer_final, train_wall = record.per_level, record.wall_s
     model_dir = str(run_dir / "model") if run_dir is not None else model_path
+    eval_started = time.perf_counter()  # train_wall covers training, across resumed sessions too
     result = _evaluate(config, model_dir, split)
     result.update(spec=spec, cell=cell.label, world=cell.world.name, arm=cell.arm, seed=cell.seed,
                   samples=count_samples(run_dir, config), train_wall_s=train_wall,
-                  wall_s=round(train_wall + time.perf_counter() - started, 2),
+                  wall_s=round(train_wall + time.perf_counter() - eval_started, 2),
                   run_dir=None if run_dir is None else str(run_dir.relative_to(Path(out))))
     if trainer_final is not None:  # the trainer evaluated the same problems (eval.split) greedily
         result["matches_trainer_eval"] = all(abs(a - b) < 1e-9 for a, b in zip(result["per_level"], trainer_final))
