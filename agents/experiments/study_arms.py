@@ -33,23 +33,31 @@ class StudyArm:
 
 
 _GATED = "agreement-gated curriculum with probes, mask unless >= 6 of 8 agree"
+# Stage 1 of docs/study-protocol.md (design world, validation split, 3 seeds; docs/results/study-tuning.md): the
+# learning rate each arm keeps. 3e-5 won for oracle, ttrl, ttrl_novote and the gated arms; intuitor (which
+# collapsed at 3e-5) and cuma keep the presets' 1e-5. The gated recipe's decomposition arms follow cuma_gated.
+# The gated mask share stays at 6 of 8 (5 of 8 was within 0.01).
+LR_TUNED = "train.lr=3e-5"
 ARMS: dict[str, StudyArm] = {a.name: a for a in (
     StudyArm("base", "base", votes="-", description="the world's base, evaluated without training"),
-    StudyArm("oracle", "oracle", votes="-", description="GRPO with the ground-truth reward (labelled upper bound)"),
+    StudyArm("oracle", "oracle", (LR_TUNED,), votes="-",
+             description="GRPO with the ground-truth reward (labelled upper bound)"),
     StudyArm("intuitor", "intuitor", votes="-", description="self-certainty reward, levels uniform"),
-    StudyArm("ttrl", "ttrl", votes="one", description="TTRL as its code votes: majority reward, no mask, uniform"),
-    StudyArm("ttrl_novote", "ttrl", ("env.empty_votes=false",),
+    StudyArm("ttrl", "ttrl", (LR_TUNED,), votes="one",
+             description="TTRL as its code votes: majority reward, no mask, uniform"),
+    StudyArm("ttrl_novote", "ttrl", ("env.empty_votes=false", LR_TUNED),
              description="TTRL where the unanswered never vote"),
     StudyArm("cuma", "cuma", description="paper-exact CuMa: 2-vote mask, sequential curriculum D1->D5"),
-    StudyArm("cuma_gated", "cuma_gated", description=_GATED),
-    StudyArm("cuma_gated_vote", "cuma_gated", ("env.empty_votes=true",), votes="one",
+    StudyArm("cuma_gated", "cuma_gated", (LR_TUNED,), description=_GATED),
+    StudyArm("cuma_gated_vote", "cuma_gated", ("env.empty_votes=true", LR_TUNED), votes="one",
              description=f"{_GATED}; the unanswered vote as one cluster (TTRL's rule)"),
     StudyArm("gated_mask_uniform", "cuma_gated",
-             ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false"), design_only=True,
+             ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false", LR_TUNED),
+             design_only=True,
              description="the gated recipe's 6-of-8 mask alone: levels uniform, no curriculum, no probes"),
-    StudyArm("gated_2vote", "cuma_gated", ("env.min_votes=2",), design_only=True,
+    StudyArm("gated_2vote", "cuma_gated", ("env.min_votes=2", LR_TUNED), design_only=True,
              description="the gated curriculum (with probes) and the paper's 2-vote mask"),
-    StudyArm("gated_noprobe", "cuma_gated", ("curriculum.probe=false",), design_only=True,
+    StudyArm("gated_noprobe", "cuma_gated", ("curriculum.probe=false", LR_TUNED), design_only=True,
              description="the gated curriculum without probes (promotes on its own agreement alone)"),
 )}
 ARM_ORDER: tuple[str, ...] = tuple(ARMS)

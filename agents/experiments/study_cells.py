@@ -62,13 +62,29 @@ def cell_config(cell: Cell, budget: Budget, model_path: str, split: str = "test"
 
 def cell_spec(cell: Cell, budget: Budget, model_path: str, split: str) -> dict[str, Any]:
     """What makes a cell this cell: a finished cell with another spec is not reused."""
-    config = cell_config(cell, budget, model_path, split).to_dict()
+    config = _without_later_defaults(cell_config(cell, budget, model_path, split).to_dict())
     if not ARMS[cell.arm].trains:  # the base is evaluated only: the training budget does not change it
         config = {"model": config["model"], "eval": {k: v for k, v in config["eval"].items() if k != "every"},
                   "env": {k: config["env"][k] for k in ("id", "levels", "prompt_template")},
                   "max_new_tokens": config["rollout"]["max_new_tokens"]}
     return {"world": cell.world.name, "base_key": cell.world.base_config().key(), "arm": cell.arm,
             "method": ARMS[cell.arm].method, "seed": cell.seed, "split": split, "config": config}
+
+
+# keys added after cells were run, dropped from a spec while they hold their defaults (these defaults give the
+# numbers the cells had before the keys existed), so that finished cells stay finished
+_LATER_DEFAULTS = {("rollout", "workers"): 1, ("rollout", "mode"): "sync", ("rollout", "max_staleness"): 1}
+_LATER_SECTIONS = {"ray": {"address": None, "num_cpus_per_worker": 1.0, "num_gpus_per_worker": 0.0}}
+
+
+def _without_later_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    for (section, key), default in _LATER_DEFAULTS.items():
+        if config.get(section, {}).get(key, default) == default:
+            config.get(section, {}).pop(key, None)
+    for section, default in _LATER_SECTIONS.items():
+        if config.get(section, default) == default:
+            config.pop(section, None)
+    return config
 
 
 def finished(cell: Cell, out: str | Path, spec: dict[str, Any]) -> dict[str, Any] | None:
