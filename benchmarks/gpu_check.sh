@@ -2,7 +2,8 @@
 # The CUDA checks, prepared to run in one call on a GPU machine whose Python has torch and transformers but
 # not this package's other dependencies (the H200 image of the developers' device tool: Python 3.12,
 # torch 2.11, transformers 5.17). Everything lands in $OUT: versions, the CUDA tests, a timed default run
-# on cuda (bf16), and benchmarks/bench_learner_memory.py at the qwen2.5-0.5b-cuma preset's sizes.
+# on cuda (bf16), benchmarks/bench_learner_memory.py at the qwen2.5-0.5b-cuma preset's sizes, and a Ray
+# run with 2 workers on the GPU where ray imports. Last run: docs/performance.md ("On a GPU").
 #
 # 1. On a machine with pip access, fetch the missing wheels into .whl/ (ignored by git; ~5 MB):
 #      for p in torchrl==0.14.1 tensordict==0.14.3 pyvers==0.2.3 hoptorch==0.1.4 orjson importlib_metadata \
@@ -46,3 +47,17 @@ cp /tmp/run-cuda/metrics.csv "$OUT/train-cuda-metrics.csv" 2>/dev/null
 echo "== learner memory at the qwen preset's sizes (random Qwen2.5-0.5B-shaped weights)" | tee "$OUT/memory.txt"
 timeout 300 python3 benchmarks/bench_learner_memory.py --rows 32 --width 3400 --micro-batch 0 16 8 4 2 \
   --json "$OUT/memory.json" 2>&1 | grep -v "Loading weights\|Writing model" | tee -a "$OUT/memory.txt" | tail -9
+
+# Ray scale-out on CUDA (docs/distributed.md): 2 transformers workers sharing the GPU with the learner. Needs ray
+# importable there; its wheel (~70 MB) does not fit the developers' device tool's 64 MiB carry, so there it is
+# skipped and says so.
+echo "== cuma train rollout.workers=2 on cuda (Ray, transformers workers)" | tee "$OUT/ray-cuda.txt"
+if python3 -c "import ray" 2>/dev/null; then
+  timeout 300 python3 -m agents.commands.train model.device=cuda rollout.workers=2 ray.num_gpus_per_worker=0.25 \
+    train.steps=5 eval.every=0 output.progress=false output.tensorboard=false --out /tmp/run-ray-cuda \
+    >>"$OUT/ray-cuda.txt" 2>&1
+  echo "exit $?" | tee -a "$OUT/ray-cuda.txt"
+  tail -3 "$OUT/ray-cuda.txt"
+else
+  echo "skipped: ray is not importable on this machine" | tee -a "$OUT/ray-cuda.txt"
+fi
