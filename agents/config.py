@@ -37,6 +37,7 @@ from agents.config_sections import (
     ModelConfig,
     OutputConfig,
     PoolConfig,
+    RayConfig,
     RolloutConfig,
     TrainConfig,
     at_least,
@@ -49,8 +50,8 @@ DEFAULT_PRESET = "tiny-cuma-gated"
 
 __all__ = ["DEFAULT_PRESET", "POOL_KINDS", "RESUMABLE_KEYS", "TINY_MODEL", "Config", "ConfigError",
            "CurriculumConfig", "EnvConfig", "EvalConfig", "ModelConfig", "OutputConfig", "PoolConfig",
-           "RolloutConfig", "TrainConfig", "diff_keys", "from_dict", "is_hub_id", "load_config", "preset_names",
-           "preset_path", "read_yaml", "save_config"]
+           "RayConfig", "RolloutConfig", "TrainConfig", "diff_keys", "from_dict", "is_hub_id", "load_config",
+           "preset_names", "preset_path", "read_yaml", "save_config"]
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,7 +80,8 @@ class Config:
     def validate(self) -> None:
         """Every section's own checks (`agents.config_sections`), then the ones that span sections."""
         at_least("seed", self.seed, 0)
-        for section in (self.model, self.env, self.curriculum, self.rollout, self.train, self.eval, self.output):
+        for section in (self.model, self.env, self.curriculum, self.rollout, self.train, self.eval, self.output,
+                        self.ray):
             section.validate()
         self.eval.check_split(self.env.id)
         min_votes_count("env.min_votes", self.env.min_votes, self.rollout.group_size, "rollout.group_size",
@@ -87,14 +90,14 @@ class Config:
 
 TOP_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 _SECTION_TYPES = {"model": ModelConfig, "env": EnvConfig, "curriculum": CurriculumConfig, "rollout": RolloutConfig,
-                  "train": TrainConfig, "eval": EvalConfig, "output": OutputConfig}
+                  "train": TrainConfig, "eval": EvalConfig, "output": OutputConfig, "ray": RayConfig}
 # keys that may change when a run is resumed: how long it runs, how it is evaluated, saved and shown.
 # Only `train.steps` changes a step's numbers: it is also the horizon of the warm-up + cosine lr schedule, so a
 # run resumed with more steps follows the longer schedule from its current step on (from there its lr, and
 # so its weights, differ from the original run's; they equal a fresh run of the new length only up to the
 # first step whose lr differs). `Trainer.resume` refuses fewer steps than the checkpoint has already run.
 RESUMABLE_KEYS = frozenset({"train.steps", "eval.every", "output.checkpoint_every", "output.keep_checkpoints",
-                            "output.tensorboard", "output.progress", "eval.batch_size"})
+                            "output.tensorboard", "output.progress", "eval.batch_size", "ray.address"})
 
 
 def preset_names() -> list[str]:

@@ -25,6 +25,7 @@ POOL_KINDS = ("split", "skewed", "file")
 LR_SCHEDULES = ("cosine", "constant")
 MASKED_GROUPS = ("drop", "zero_advantage")
 AGGREGATIONS = ("token_mean", "prompt_mean")
+ROLLOUT_MODES = ("sync", "async")
 
 
 class ConfigError(ValueError):
@@ -184,6 +185,9 @@ class RolloutConfig:
     temperature: float = 0.6
     top_p: float = 1.0
     max_new_tokens: int = 8
+    workers: int = 1                         # >1: Ray rollout workers (agents.distributed); 1: this process
+    mode: str = "sync"                       # workers > 1: sync (every step on fresh weights) | async
+    max_staleness: int = 1                   # async: batches generated ahead; older samples are dropped
 
     def validate(self) -> None:
         at_least("rollout.group_size", self.group_size, 2)
@@ -191,6 +195,12 @@ class RolloutConfig:
         above("rollout.temperature", self.temperature, 0)
         within("rollout.top_p", self.top_p, "(0, 1]")
         at_least("rollout.max_new_tokens", self.max_new_tokens, 1)
+        at_least("rollout.workers", self.workers, 1)
+        one_of("rollout.mode", self.mode, ROLLOUT_MODES)
+        at_least("rollout.max_staleness", self.max_staleness, 1 if self.mode == "async" else 0)
+        if self.prompts_per_step % self.workers:
+            raise ConfigError(f"rollout.prompts_per_step={self.prompts_per_step} must be a multiple of "
+                              f"rollout.workers={self.workers} (each worker samples whole groups)")
 
 
 @dataclass
@@ -257,6 +267,21 @@ class EvalConfig:
         held_out = tuple(s for s in get_task(env_id).datasets if s != "train")
         need(self.split in held_out, f"eval.split: {env_id} has the held-out split{'s' if len(held_out) > 1 else ''} "
              f"{', '.join(held_out)}, got {self.split!r}")
+
+
+@dataclass
+class RayConfig:
+    """Where `rollout.workers > 1` runs (agents.distributed): a Ray it starts itself, or a cluster it joins."""
+
+    address: str | None = None               # None: start a local Ray for the run; "auto" or host:port: join one
+    num_cpus_per_worker: float = 1.0
+    num_gpus_per_worker: float = 0.0         # GPU workers: 1 each (a vLLM engine or a transformers copy)
+
+    def validate(self) -> None:
+        above("ray.num_cpus_per_worker", self.num_cpus_per_worker, 0)
+        at_least("ray.num_gpus_per_worker", self.num_gpus_per_worker, 0)
+        if self.address is not None and not (isinstance(self.address, str) and self.address.strip()):
+            raise ConfigError(f"ray.address: give auto, host:port or ray://host:port, got {self.address!r}")
 
 
 @dataclass

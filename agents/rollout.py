@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,20 +49,27 @@ from cuma_env.torchrl.fast_paths import InPlaceCompose, OneStepCollector
 
 
 class RecordingStream:
-    """A `ProblemStream` proxy: records scored groups' infos and makes the pipelined draws resumable."""
+    """A `ProblemStream` proxy: records scored groups' infos and makes the pipelined draws resumable.
+
+    Draws run ahead of votes (the collector draws batch k+1 before batch k is voted; async Ray workers draw
+    further ahead), so a checkpoint stores the stream's state from before the oldest batch not yet voted
+    ("pre"), the state now ("post") and how many batches are pending: a resumed run redraws those batches
+    from "pre", exactly, and then continues from "post".
+    """
 
     def __init__(self, stream: Any, draws_per_batch: int):
         self.stream = stream
         self.draws_per_batch = int(draws_per_batch)
         self.infos: list[dict[str, Any]] = []
         self.draws = 0
-        self.pre_state: dict[str, Any] | None = None
+        self.observed = 0
+        self.snapshots: deque[dict[str, Any]] = deque()  # the state before each batch drawn and not yet voted
         self._post_after_draws: tuple[int, dict[str, Any]] | None = None
 
     # --- ProblemStream -------------------------------------------------------------------------
     def next_problem(self) -> Problem:
         if self.draws % self.draws_per_batch == 0:
-            self.pre_state = self.stream.state_dict()
+            self.snapshots.append(self.stream.state_dict())
         problem = self.stream.next_problem()
         self.draws += 1
         if self._post_after_draws is not None and self.draws >= self._post_after_draws[0]:
@@ -72,6 +80,9 @@ class RecordingStream:
     def observe(self, info: Mapping[str, Any]) -> None:
         self.infos.append(dict(info))
         self.stream.observe(info)
+        self.observed += 1
+        if self.observed % self.draws_per_batch == 0 and self.snapshots:
+            self.snapshots.popleft()  # a whole batch voted
 
     # --- bookkeeping ---------------------------------------------------------------------------
     def pop_infos(self) -> list[dict[str, Any]]:
@@ -79,22 +90,28 @@ class RecordingStream:
         return infos
 
     def state_dict(self) -> dict[str, Any]:
-        """"pre": before the pending batch was drawn; "post": now."""
-        return {"pre": self.pre_state, "post": self.stream.state_dict()}
+        """"pre": before the oldest pending batch was drawn; "post": now; "pending": batches drawn, not voted."""
+        return {"pre": self.snapshots[0] if self.snapshots else None, "post": self.stream.state_dict(),
+                "pending": len(self.snapshots)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore for a resume: the next batch of draws replays from "pre", then "post" takes over."""
-        self.infos, self.draws = [], 0
+        """Restore for a resume: the pending batches' draws replay from "pre", then "post" takes over."""
+        self.infos, self.draws, self.observed, self.snapshots = [], 0, 0, deque()
         if state.get("pre") is None:  # nothing was pending
             self.stream.load_state_dict(state["post"])
             return
         self.stream.load_state_dict(state["pre"])
-        self._post_after_draws = (self.draws_per_batch, state["post"])
+        self._post_after_draws = (int(state.get("pending", 1)) * self.draws_per_batch, state["post"])
 
     def reset_to(self, state: Mapping[str, Any]) -> None:
         """Back to a plain stream state (e.g. the initial one), counters cleared."""
         self.stream.load_state_dict(state)
-        self.infos, self.draws, self.pre_state, self._post_after_draws = [], 0, None, None
+        self.infos, self.draws, self.observed, self.snapshots = [], 0, 0, deque()
+        self._post_after_draws = None
+
+
+class WorkerLost(RuntimeError):
+    """A rollout worker died (`agents.distributed`); the trainer saves its last finished step."""
 
 
 @dataclass
@@ -161,17 +178,10 @@ class Rollout:
                             seconds=time.perf_counter() - start)
 
     def _self_certainty(self, td: Any) -> Any:
-        """Collector postproc for the Intuitor reward: one self-certainty value per response."""
-        from cuma_env.torchrl.token_stats import response_self_certainty
+        return add_self_certainty(self.policy, self.config, td)
 
-        rows = td.batch_size[0]
-        size = self.config.train.micro_batch or rows  # one forward over all rows holds all their logits at once
-        pad = self.policy.tokenizer.pad_token_id
-        with self.policy.autocast():
-            stats = torch.cat([response_self_certainty(self.policy.model, td[i:i + size] if size < rows else td,
-                                                       pad_token_id=pad).reshape(-1) for i in range(0, rows, size)])
-        td.set("token_stats", stats.to(torch.float32).reshape(td.batch_size))
-        return td
+    def weights_updated(self) -> None:
+        """After an optimizer step: nothing to do, the generator samples from the learner's own weights."""
 
     def state_dict(self) -> dict[str, Any]:
         return self.stream.state_dict()
@@ -187,6 +197,29 @@ class Rollout:
             self.collector.shutdown()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+
+
+def make_rollout(config: Config, policy: Policy) -> Any:
+    """The run's rollout: this process (`rollout.workers: 1`) or Ray workers (`agents.distributed`)."""
+    if config.rollout.workers > 1:
+        from agents.distributed import RayRollout
+
+        return RayRollout(config, policy)
+    return Rollout(config, policy)
+
+
+def add_self_certainty(policy: Policy, config: Config, td: Any) -> Any:
+    """Collector postproc for the Intuitor reward: one self-certainty value per response."""
+    from cuma_env.torchrl.token_stats import response_self_certainty
+
+    rows = td.batch_size[0]
+    size = config.train.micro_batch or rows  # one forward over all rows holds all their logits at once
+    pad = policy.tokenizer.pad_token_id
+    with policy.autocast():
+        stats = torch.cat([response_self_certainty(policy.model, td[i:i + size] if size < rows else td,
+                                                   pad_token_id=pad).reshape(-1) for i in range(0, rows, size)])
+    td.set("token_stats", stats.to(torch.float32).reshape(td.batch_size))
+    return td
 
 
 def check_training_context(policy: Policy, config: Config, source: Any, per_level: int = 256) -> None:

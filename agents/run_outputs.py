@@ -28,8 +28,8 @@ from typing import Any
 METRIC_COLUMNS = (
     "step", "reward", "mask_rate", "agreement", "majority_acc", "pass_rate", "collapse", "parse_rate",
     "level", "batch_level", "kept_groups", "trained_groups", "trained_tokens", "probes", "loss", "grad_norm",
-    "lr", "clip_fraction", "kl_to_ref", "entropy", "curriculum_concentration", "collect_s", "learn_s", "step_s",
-    "wall_s",
+    "lr", "clip_fraction", "kl_to_ref", "entropy", "curriculum_concentration", "staleness", "stale_dropped",
+    "collect_s", "learn_s", "step_s", "wall_s",
 )
 TIME_COLUMNS = frozenset({"collect_s", "learn_s", "step_s", "wall_s"})
 EVAL_COLUMNS = ("step", "level", "n", "greedy", "pass1", "maj", "parse_rate", "collapse", "seconds")

@@ -31,7 +31,12 @@ from agents.checkpoint import (
     set_rng_state,
 )
 from agents.config import RESUMABLE_KEYS, Config, ConfigError, diff_keys, from_dict, read_yaml, save_config
+from agents.rollout import WorkerLost
 from cuma_env.episode import answer_concentration
+
+
+class RunStopped(RuntimeError):
+    """The run stopped early after saving a checkpoint; the message says how to continue it."""
 
 
 class Trainer:
@@ -109,10 +114,8 @@ class Trainer:
         if self.built:
             return
         from agents.evaluation import bench_problems, heldout_bench
-        from agents.learner import Learner
         from agents.policy import build_policy
-        from agents.rollout import Rollout
-        from agents.run_outputs import RunOutputs
+        from agents.rollout import make_rollout
 
         c = self.config
         problems, template = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
@@ -120,7 +123,19 @@ class Trainer:
         self._heldout = (problems, c.env.prompt_template or template)  # held out, in the prompt the run trains on
         seed_everything(c.seed)
         self.policy = build_policy(c.model, c.rollout, seed=c.seed)
-        self.rollout = Rollout(c, self.policy)
+        self.rollout = make_rollout(c, self.policy)
+        try:
+            self._build_rest()
+        except BaseException:
+            self.rollout.shutdown()  # Ray workers, when the run has them
+            raise
+        self.built = True
+
+    def _build_rest(self) -> None:
+        from agents.learner import Learner
+        from agents.run_outputs import RunOutputs
+
+        c = self.config
         self.learner = Learner(self.policy, c.train, c.rollout.group_size)
         state = load_checkpoint(self.checkpoint) if self.checkpoint is not None else None
         self.outputs = RunOutputs(self.run_dir, tensorboard=c.output.tensorboard,
@@ -137,7 +152,6 @@ class Trainer:
             self.evals = [(s, r) for s, r in state["trainer"]["evals"]]
             self.step_seconds = list(state["trainer"]["step_seconds"])
             set_rng_state(state["rng"])
-        self.built = True
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -152,7 +166,12 @@ class Trainer:
             if self.step == 0 and not self.evals:
                 self._evaluate()
             while self.step < c.train.steps and not self.stop_requested:
-                self._train_step(bar)
+                try:
+                    self._train_step(bar)
+                except WorkerLost as exc:  # Ray workers only: saved as the unfinished step found things
+                    self._save(self._step_start)
+                    raise RunStopped(f"{exc}; checkpoint saved at step {self.step}. Continue with: "
+                                     f"cuma train --resume {self.run_dir}") from None
                 if c.eval.every and self.step % c.eval.every == 0 and self.step < c.train.steps:
                     self._evaluate()
                 if self.step % c.output.checkpoint_every == 0 and self.step < c.train.steps:
@@ -178,8 +197,11 @@ class Trainer:
 
     def _train_step(self, bar: Any) -> None:
         t0 = time.perf_counter()
+        if getattr(self.rollout, "workers_can_fail", False):  # what a checkpoint of this step's start holds
+            self._step_start = {"stream": self.rollout.state_dict(), "rng": rng_state()}
         batch = self.rollout.collect()
         learn = self.learner.step(batch.data)
+        self.rollout.weights_updated()
         self.step += 1
         step_s = time.perf_counter() - t0
         self.step_seconds.append(step_s)
@@ -212,6 +234,7 @@ class Trainer:
             "kept_groups": batch.kept_groups,
             "probes": summary.get("probes"),
             "curriculum_concentration": summary.get("concentration"),
+            **batch.extra,
             **{k: v for k, v in learn.to_dict().items() if k != "seconds"},
         }
 
@@ -226,12 +249,14 @@ class Trainer:
         self.evals.append((self.step, result))
         self.outputs.log_eval(self.step, result)
 
-    def _save(self) -> None:
+    def _save(self, step_start: dict[str, Any] | None = None) -> None:
+        """A checkpoint of now, or of the start of an unfinished step (`step_start`: its stream and RNG states;
+        the weights and optimizer change only once a step's batch is in)."""
         state = {
             "model": {k: v.detach().cpu() for k, v in self.policy.model.state_dict().items()},
             "learner": self.learner.state_dict(),
-            "stream": self.rollout.state_dict(),
-            "rng": rng_state(),
+            "stream": step_start["stream"] if step_start else self.rollout.state_dict(),
+            "rng": step_start["rng"] if step_start else rng_state(),
             "trainer": {"wall_s": self._wall(), "evals": self.evals, "step_seconds": self.step_seconds},
             "config": self.config.to_dict(),
         }

@@ -4,6 +4,7 @@
   cuma train --preset tiny-ttrl train.steps=60 --out runs/ttrl
   cuma train --config my.yaml lr=1e-5          # a YAML file in the layout of agents/presets/*.yaml
   cuma train --resume runs/ttrl                # continue from the last checkpoint (also after kill -9)
+  cuma train rollout.workers=2                 # sampling on 2 Ray workers (pip install "cuma-gym[ray]")
   cuma train --list-presets
 
 The run directory (--out, default runs/<preset>-<date>-<time>) receives config.yaml, metrics.csv, eval.csv,
@@ -29,6 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--config", type=Path, metavar="FILE", help="a YAML config file")
     source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (default runs/<preset>-<time>)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with rollout.workers > 1: join this Ray cluster (auto, host:port) instead of starting "
+                             "a local Ray (the same as ray.address=ADDR)")
     parser.add_argument("--list-presets", action="store_true", help="print the shipped presets and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-5")
     return parser
@@ -43,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
             first = next((ln[2:] for ln in preset_path(name).read_text().splitlines() if ln.startswith("# ")), "")
             print(f"{name:26s} {first}")
         return 0
+    if args.ray_address is not None:
+        args.overrides = [*args.overrides, f"ray.address={args.ray_address}"]
     try:
         if args.resume is not None:
             if args.out is not None and args.out.resolve() != args.resume.resolve():
@@ -69,11 +75,14 @@ def run(args: argparse.Namespace) -> int:
         return fail("train", exc)
     print(f"run directory: {trainer.run_dir}", flush=True)
     from agents.learner import ContextOverflow
+    from agents.trainer import RunStopped
 
     try:
         summary = trainer.run()
     except ContextOverflow as exc:  # a prompt longer than the ones checked at the start was drawn
         return fail("train", f"{exc}; stopped at step {trainer.step} ({trainer.run_dir})")
+    except RunStopped as exc:  # e.g. a Ray rollout worker died: the last finished step is saved
+        return fail("train", exc)
     return 130 if summary.get("interrupted") else 0
 
 

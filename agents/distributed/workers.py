@@ -1,0 +1,70 @@
+"""What runs on a Ray rollout worker: its CuMa TorchRL env and its policy, built there by factories.
+
+    spec = WorkerSpec(index=0, groups=8, model=config.model, rollout=config.rollout, env_id=..., feed=feed)
+    RayLLMCollector(env=functools.partial(make_env, spec), policy_factory=functools.partial(make_policy, spec), ...)
+
+Nothing heavy is pickled: a worker loads the model from `spec.model.path` (the learner sends a resolved local
+directory, or a hub id) with the same `agents.policy.build_policy` as the single-process agent, so the
+transformers and vLLM backends behave as they do there; the learner then pushes its weights before the first
+batch. The policy a worker built is kept in `WORKER_POLICY` for the weight receiver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agents.config_sections import ModelConfig, RolloutConfig
+
+WORKER_POLICY: dict[str, Any] = {}  # this worker process's `agents.policy.Policy` (one collector per process)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    index: int
+    groups: int                      # whole groups per batch on this worker
+    model: ModelConfig
+    rollout: RolloutConfig
+    env_id: str
+    prompt_template: str | None
+    seed: int
+    feed: Any                        # the `ProblemFeed` actor
+
+    @property
+    def rows(self) -> int:
+        return self.groups * self.rollout.group_size
+
+
+def make_policy(spec: WorkerSpec) -> Any:
+    """The worker's generator (a TorchRL LLM wrapper), built as the single-process agent builds its own."""
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")  # gotcha 8, on the worker
+    from agents.policy import build_policy
+
+    torch.set_num_threads(max(1, spec.model.num_threads))
+    policy = build_policy(spec.model, spec.rollout, seed=spec.seed + spec.index)
+    WORKER_POLICY["policy"] = policy
+    return policy.generator
+
+
+def make_env(spec: WorkerSpec) -> Any:
+    """The worker's CuMa TorchRL env: `groups` whole groups per batch, drawn from the learner's posts."""
+    from transformers import AutoTokenizer
+
+    import cuma_env
+    from agents.distributed.feed import PLACEHOLDER, FeedStream
+    from agents.policy import model_source
+    from cuma_env.problems import PoolSource
+
+    tokenizer = AutoTokenizer.from_pretrained(model_source(spec.model.path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    stream = FeedStream(spec.feed, spec.index, spec.groups)
+    return cuma_env.make_torchrl_env(
+        spec.env_id, tokenizer=tokenizer, group_size=spec.rollout.group_size, batch_size=spec.rows,
+        source=PoolSource("learner-feed", [PLACEHOLDER]), problem_stream=stream, scoring="buffer",
+        prompt_template=spec.prompt_template, seed=spec.seed + spec.index)
