@@ -207,3 +207,17 @@ def test_majority_gain_is_maj_minus_greedy_and_the_verdict_names_the_levels():
     report.levels[1].maj = 0.51
     assert "on no level" in report.majority_verdict()
 
+
+
+def test_cuma_base_profiles_the_validation_split_when_asked(tiny_base_dir, tmp_path, capsys):
+    """Designing a base reads validation, never test: the profile says which split it read."""
+    from agents.cli import main
+
+    assert main(["base", "--split", "validation", "--n-per-level", "3", "--samples", "2", "--no-progress",
+                 "--cache-dir", str(Path(tiny_base_dir).parent.parent), "--out", str(tmp_path / "v")]) == 0
+    assert "held-out split 'validation'" in capsys.readouterr().out
+    profile = json.loads((tmp_path / "v" / "base_profile.json").read_text())["profile"]
+    assert profile["split"] == "validation"
+    with pytest.raises(SystemExit) as exit_info:  # argparse: one line naming the choices
+        main(["base", "--split", "dev"])
+    assert exit_info.value.code == 2

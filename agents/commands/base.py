@@ -2,6 +2,7 @@
 
     cuma base                       # default base (seed 0), 200 held-out problems per level
     cuma base --seed 1 --out runs/base-s1 --n-per-level 100
+    cuma base --split validation    # profile on the tuning split (design choices never read test)
     cuma base --rebuild             # build again and replace the cache entry
     cuma base --train               # train the default base on this machine instead of installing it
     cuma base --steps 700 --reasoning-share 0 --unanswered-share 0,0,0,0,0   # the earlier bare-answer base
@@ -35,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "TinyBaseConfig default)")
     parser.add_argument("--out", type=Path, default=None, help="directory to write base_profile.json into")
     parser.add_argument("--n-per-level", type=int, default=200, help="held-out problems per level (default 200)")
+    parser.add_argument("--split", choices=("train", "validation", "test"), default="test",
+                        help="the arithmetic split profiled (default test; validation while designing a base)")
     parser.add_argument("--samples", type=int, default=8, help="samples per problem for pass@1/maj@k (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out order and sampling")
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     meta = read_metadata(path)
     model, tokenizer = load_tiny_base(path)
     report = evaluate_base(model, tokenizer, n_per_level=args.n_per_level, temperature=args.temperature,
-                           samples=args.samples, seed=args.eval_seed)
+                           samples=args.samples, seed=args.eval_seed, split=args.split)
     print(f"tiny base: {path}")
     where = (f"published weights, trained on {meta.get('trained_on')}" if meta.get("source") == "published"
              else "trained on this machine")
