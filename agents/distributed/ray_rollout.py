@@ -40,7 +40,7 @@ import torch
 from agents.config import Config
 from agents.distributed.feed import ProblemFeed, batch_seed
 from agents.distributed.ray_session import RaySession
-from agents.distributed.workers import WorkerSpec, make_env, make_policy
+from agents.distributed.workers import WorkerSpec, make_env, make_policy, one_step_ray_collector
 from agents.policy import Policy
 from agents.rollout import (
     RecordingStream,
@@ -119,7 +119,6 @@ class RayRollout:
     # --- workers -------------------------------------------------------------------------------
     def _start_workers(self) -> None:
         import ray
-        from torchrl.collectors.llm import RayLLMCollector
 
         c, ray_config = self.config, self.config.ray
         self.feed = ray.remote(num_cpus=0)(ProblemFeed).remote(self.workers)
@@ -130,11 +129,11 @@ class RayRollout:
                               env_id=c.env.id, prompt_template=c.env.prompt_template, seed=c.seed, feed=self.feed)
             with warnings.catch_warnings():  # gotcha 8
                 warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
-                self.collectors.append(RayLLMCollector(
+                self.collectors.append(one_step_ray_collector(
                     env=functools.partial(make_env, spec), policy_factory=functools.partial(make_policy, spec),
-                    dialog_turns_per_batch=spec.rows, remote_config={},  # bug 1: never None
+                    dialog_turns_per_batch=spec.rows, remote_config={},  # gotcha 19: never None
                     num_cpus=ray_config.num_cpus_per_worker, num_gpus=ray_config.num_gpus_per_worker,
-                    sync_iter=True, flatten_data=True))
+                    flatten_data=True))
         self._wait_all([col._collector.is_running.remote() for col in self.collectors])  # built (and reset)
         self._push_weights()
 

@@ -6,7 +6,12 @@
 Nothing heavy is pickled: a worker loads the model from `spec.model.path` (the learner sends a resolved local
 directory, or a hub id) with the same `agents.policy.build_policy` as the single-process agent, so the
 transformers and vLLM backends behave as they do there; the learner then pushes its weights before the first
-batch. The policy a worker built is kept in `WORKER_POLICY` for the weight receiver.
+batch. The policy a worker built is kept in `WORKER_POLICY`.
+
+`OneStepRayCollector` is TorchRL's `RayLLMCollector` with `OneStepCollector` as its remote class, the
+single-process agent's collector (gotcha 17: no clone of each step's output, no member-by-member carry-over).
+`RayLLMCollector.__init__` builds `LLMCollector.as_remote(...)` inline; the subclass builds its remote actor
+the same way from the subclass and keeps every other method of `RayLLMCollector`.
 """
 
 from __future__ import annotations
@@ -68,3 +73,17 @@ def make_env(spec: WorkerSpec) -> Any:
         spec.env_id, tokenizer=tokenizer, group_size=spec.rollout.group_size, batch_size=spec.rows,
         source=PoolSource("learner-feed", [PLACEHOLDER]), problem_stream=stream, scoring="buffer",
         prompt_template=spec.prompt_template, seed=spec.seed + spec.index)
+
+
+def one_step_ray_collector(env: Any, *, remote_config: dict[str, Any], num_cpus: float, num_gpus: float,
+                           **kwargs: Any) -> Any:
+    """A `RayLLMCollector` whose remote collector is `OneStepCollector` (see the module docstring)."""
+    from torchrl.collectors.llm import RayLLMCollector
+
+    from cuma_env.torchrl.fast_paths import OneStepCollector
+
+    collector = RayLLMCollector.__new__(RayLLMCollector)
+    collector.sync_iter, collector.replay_buffer = True, None  # what RayLLMCollector.__init__ sets
+    config = {**remote_config, "num_cpus": num_cpus, "num_gpus": num_gpus}
+    collector._collector = OneStepCollector.as_remote(config).remote(env=env, **kwargs)
+    return collector
