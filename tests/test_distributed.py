@@ -4,6 +4,7 @@ Ray with 2 workers and the tiny base (sync, async, a worker killed mid-run), eac
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import pytest
 
@@ -123,6 +124,9 @@ def no_ray_left():
     assert not ray.is_initialized()
     yield ray
     assert not ray.is_initialized()
+    deadline = time.monotonic() + 20  # ray.shutdown() has signalled them; a slow machine may take a moment
+    while ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert ray_processes() == []
 
 
