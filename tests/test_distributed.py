@@ -4,12 +4,13 @@ Ray with 2 workers and the tiny base (sync, async, a worker killed mid-run), eac
 from __future__ import annotations
 
 import importlib.util
+import queue
 import time
 
 import pytest
 
 from agents.config import ConfigError, load_config
-from agents.distributed.feed import PLACEHOLDER, FeedStream, ProblemFeed, batch_seed
+from agents.distributed.feed import PLACEHOLDER, FeedStream, batch_seed, post
 from agents.rollout import RecordingStream
 from cuma_env.arithmetic import ArithmeticSource
 
@@ -25,38 +26,39 @@ def ray_config(base_dir, *overrides):
 
 # --- without Ray ---------------------------------------------------------------------------------
 def test_the_feed_hands_each_worker_whole_posted_batches_without_labels():
+    """The learner's posts, through the same queue interface as Ray's (`put`, `get_nowait`)."""
     source = ArithmeticSource("train")
     problems = [source.get(2, i) for i in range(4)]
-    feed = ProblemFeed(workers=2)
-    stream = FeedStream(feed, worker=1, per_batch=2)
+    posts = [queue.Queue(), queue.Queue()]
+    stream = FeedStream(posts[1], worker=1, per_batch=2)
     assert [stream.next_problem() for _ in range(2)] == [PLACEHOLDER, PLACEHOLDER]  # nothing posted yet
-    feed.post(1, problems[2:], seed=batch_seed(0, 1, 1))
-    feed.post(0, problems[:2], seed=batch_seed(0, 1, 0))
+    post(posts[1], problems[2:], seed=batch_seed(0, 1, 1))
+    post(posts[0], problems[:2], seed=batch_seed(0, 1, 0))
     got = [stream.next_problem() for _ in range(2)]
     assert [p.id for p in got] == [p.id for p in problems[2:]]
     assert all(p.answer is None for p in got) and all(p.answer is not None for p in problems)
-    assert feed.pending() == [1, 0] and stream.placeholders == 2
+    assert (posts[0].qsize(), posts[1].qsize(), stream.placeholders) == (1, 0, 2)
 
 
 def test_taking_a_batch_seeds_its_sampling():
     import torch
 
     source = ArithmeticSource("train")
-    feed = ProblemFeed(workers=1)
+    posts = queue.Queue()
     draws = []
     for _ in range(2):
-        feed.post(0, [source.get(1, 0)], seed=batch_seed(3, 7, 0))
-        FeedStream(feed, worker=0, per_batch=1).next_problem()
+        post(posts, [source.get(1, 0)], seed=batch_seed(3, 7, 0))
+        FeedStream(posts, worker=0, per_batch=1).next_problem()
         draws.append(torch.rand(3))
     assert torch.equal(draws[0], draws[1])
     assert len({batch_seed(0, b, w) for b in range(50) for w in range(8)}) == 400
 
 
 def test_a_feed_batch_of_the_wrong_size_is_refused():
-    feed = ProblemFeed(workers=1)
-    feed.post(0, [ArithmeticSource("train").get(1, 0)], seed=0)
+    posts = queue.Queue()
+    post(posts, [ArithmeticSource("train").get(1, 0)], seed=0)
     with pytest.raises(ValueError, match="posted 1 problems"):
-        FeedStream(feed, worker=0, per_batch=2).next_problem()
+        FeedStream(posts, worker=0, per_batch=2).next_problem()
 
 
 def test_a_resumed_stream_redraws_every_pending_batch():

@@ -1,20 +1,21 @@
-"""How the learner's curriculum hands problems to Ray rollout workers.
+"""How the learner's curriculum hands problems to Ray rollout workers: one Ray queue per worker.
 
-    feed = ray.remote(num_cpus=0)(ProblemFeed).remote(workers=2)
-    feed.post.remote(0, problems, seed)                # the learner: worker 0's groups of the next batch
-    stream = FeedStream(feed, worker=0, per_batch=8)   # a worker's env draws from it (a `ProblemStream`)
+    queues = [ray.util.queue.Queue(actor_options={"num_cpus": 0}) for _ in range(workers)]
+    post(queues[0], problems, seed)                      # the learner: worker 0's groups of the next batch
+    stream = FeedStream(queues[0], worker=0, per_batch=8)  # on worker 0: its env's `ProblemStream`
 
 A worker's TorchRL collector resets its env at construction (nothing posted yet: placeholders, never
-stepped), at the start of its first batch, and after every step (TorchRL's pipelined loop: the reset after
-batch k draws batch k+1). Every reset takes the worker's oldest posted batch, so the learner posts batch
-k+1 before it asks for batch k. Taking a batch seeds the sampler for it: a run is reproducible from its config
-and seed, and a resumed run samples what the uninterrupted one did. Workers never see a label: the learner
-posts problems without their answers.
+stepped), at the start of its first batch, and after every step (the pipelined loop: the reset after batch k
+draws batch k+1). Every reset takes the worker's oldest posted batch, so the learner posts batch k+1 before it
+asks for batch k. Taking a batch seeds the sampler for it: a run is reproducible from its config and seed, and
+a resumed run samples what the uninterrupted one did. Workers never see a label: `post` strips the answers.
+Any queue with `put` and `get_nowait` (raising `queue.Empty`) works: Ray's, or the standard library's in tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import queue
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,24 +25,9 @@ from cuma_env.problems import Problem
 PLACEHOLDER = Problem(id="placeholder", prompt="1 + 1", level=1, source="placeholder")
 
 
-class ProblemFeed:
-    """Per-worker queues of posted batches (a Ray actor; plain Python so that it is testable without Ray)."""
-
-    def __init__(self, workers: int):
-        self.queues: list[deque[tuple[list[Problem], int]]] = [deque() for _ in range(int(workers))]
-
-    def post(self, worker: int, problems: Sequence[Problem], seed: int) -> None:
-        self.queues[worker].append(([without_label(p) for p in problems], int(seed)))
-
-    def take(self, worker: int) -> tuple[list[Problem], int] | None:
-        queue = self.queues[worker]
-        return queue.popleft() if queue else None
-
-    def pending(self) -> list[int]:
-        return [len(q) for q in self.queues]
-
-    def clear(self, worker: int) -> None:
-        self.queues[worker].clear()
+def post(posts: Any, problems: Sequence[Problem], seed: int) -> None:
+    """Queue one worker's share of a batch, without labels, with the seed that samples it."""
+    posts.put(([without_label(p) for p in problems], int(seed)))
 
 
 def without_label(problem: Problem) -> Problem:
@@ -51,8 +37,8 @@ def without_label(problem: Problem) -> Problem:
 class FeedStream:
     """A worker env's `ProblemStream`: whole posted batches, or placeholders when nothing is posted."""
 
-    def __init__(self, feed: Any, worker: int, per_batch: int, placeholder: Problem = PLACEHOLDER):
-        self.feed, self.worker, self.per_batch = feed, int(worker), int(per_batch)
+    def __init__(self, posts: Any, worker: int, per_batch: int, placeholder: Problem = PLACEHOLDER):
+        self.posts, self.worker, self.per_batch = posts, int(worker), int(per_batch)
         self.placeholder = placeholder
         self.queue: deque[Problem] = deque()
         self.placeholders = 0
@@ -78,11 +64,10 @@ class FeedStream:
         """Nothing: the learner votes and tells the curriculum."""
 
     def _take(self) -> tuple[list[Problem], int] | None:
-        if isinstance(self.feed, ProblemFeed):
-            return self.feed.take(self.worker)
-        import ray
-
-        return ray.get(self.feed.take.remote(self.worker))
+        try:
+            return self.posts.get_nowait()
+        except queue.Empty:  # Ray's Empty subclasses it
+            return None
 
 
 def batch_seed(seed: int, batch: int, worker: int) -> int:

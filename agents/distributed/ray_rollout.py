@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from agents.config import Config
-from agents.distributed.feed import ProblemFeed, batch_seed
+from agents.distributed.feed import batch_seed, post
 from agents.distributed.ray_session import RaySession
 from agents.distributed.workers import WorkerSpec, make_env, make_policy, one_step_ray_collector
 from agents.policy import Policy
@@ -118,15 +118,16 @@ class RayRollout:
 
     # --- workers -------------------------------------------------------------------------------
     def _start_workers(self) -> None:
-        import ray
+        from ray.util.queue import Queue
 
         c, ray_config = self.config, self.config.ray
-        self.feed = ray.remote(num_cpus=0)(ProblemFeed).remote(self.workers)
+        self.queues = [Queue(actor_options={"num_cpus": 0}) for _ in range(self.workers)]
         model = _worker_model(c, self.policy)
         self.collectors = []
         for index in range(self.workers):
             spec = WorkerSpec(index=index, groups=self.groups_per_worker, model=model, rollout=c.rollout,
-                              env_id=c.env.id, prompt_template=c.env.prompt_template, seed=c.seed, feed=self.feed)
+                              env_id=c.env.id, prompt_template=c.env.prompt_template, seed=c.seed,
+                              posts=self.queues[index])
             with warnings.catch_warnings():  # gotcha 8
                 warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
                 self.collectors.append(one_step_ray_collector(
@@ -170,8 +171,8 @@ class RayRollout:
 
     def _post(self, problems: list[Problem], batch: int) -> None:
         n = self.groups_per_worker
-        self._wait_all([self.feed.post.remote(w, problems[w * n:(w + 1) * n], batch_seed(self.config.seed, batch, w))
-                        for w in range(self.workers)])
+        for w, posts in enumerate(self.queues):  # a blocking put: taken only after it is in
+            post(posts, problems[w * n:(w + 1) * n], batch_seed(self.config.seed, batch, w))
 
     def collect(self) -> RolloutBatch:
         """One step's voted groups: sampled by the workers, voted here in draw order."""
@@ -257,12 +258,12 @@ class RayRollout:
             # TorchRL's collector `__del__` calls `shutdown()`, a remote call that would start a new local Ray
             # once this one is shut down (torchrl 0.14.1): the wrapper is done, so its shutdown is a no-op
             col.shutdown = _done
-        if getattr(self, "feed", None) is not None:
+        for posts in getattr(self, "queues", []):
             try:
-                ray.kill(self.feed)
+                posts.shutdown(force=True)
             except Exception:  # noqa: BLE001
                 pass
-        self.collectors, self.feed = [], None
+        self.collectors, self.queues = [], []
         self.session.stop()
 
 

@@ -1,6 +1,6 @@
 """What runs on a Ray rollout worker: its CuMa TorchRL env and its policy, built there by factories.
 
-    spec = WorkerSpec(index=0, groups=8, model=config.model, rollout=config.rollout, env_id=..., feed=feed)
+    spec = WorkerSpec(index=0, groups=8, model=config.model, rollout=config.rollout, env_id=..., posts=queue)
     RayLLMCollector(env=functools.partial(make_env, spec), policy_factory=functools.partial(make_policy, spec), ...)
 
 Nothing heavy is pickled: a worker loads the model from `spec.model.path` (the learner sends a resolved local
@@ -33,7 +33,7 @@ class WorkerSpec:
     env_id: str
     prompt_template: str | None
     seed: int
-    feed: Any                        # the `ProblemFeed` actor
+    posts: Any                       # this worker's Ray queue of posted batches (`agents.distributed.feed`)
 
     @property
     def rows(self) -> int:
@@ -68,7 +68,7 @@ def make_env(spec: WorkerSpec) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    stream = FeedStream(spec.feed, spec.index, spec.groups)
+    stream = FeedStream(spec.posts, spec.index, spec.groups)
     return cuma_env.make_torchrl_env(
         spec.env_id, tokenizer=tokenizer, group_size=spec.rollout.group_size, batch_size=spec.rows,
         source=PoolSource("learner-feed", [PLACEHOLDER]), problem_stream=stream, scoring="buffer",
