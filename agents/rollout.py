@@ -131,18 +131,12 @@ class Rollout:
         from torchrl.data import LazyStackStorage, ReplayBuffer
 
         import cuma_env
-        from agents.train_pool import training_source
-        from curricula import CurriculumStream
 
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
         e, r = config.env, config.rollout
         self.group_size, self.prompts = r.group_size, r.prompts_per_step
-        source = training_source(e)  # env.pool: the train split (default), a skewed pool or a curated file
-        check_training_context(policy, config, source)
-        probe = make_probe(policy, config) if config.curriculum.probe else None
-        stream = CurriculumStream({"name": config.curriculum.schedule, **config.curriculum.options}, source,
-                                  seed=config.seed, probe=probe)
+        source, stream = training_curriculum(config, policy)
         self.curriculum = stream
         self.stream = RecordingStream(stream, self.prompts)
         initial = stream.state_dict()
@@ -197,6 +191,20 @@ class Rollout:
             self.collector.shutdown()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+
+
+def training_curriculum(config: Config, policy: Policy) -> tuple[Any, Any]:
+    """(source, `CurriculumStream`): the run's training pool (`env.pool`: the train split by default, a skewed
+    pool or a curated file), checked against the model's context, and the curriculum over it (with probes
+    that sample from `policy` when `curriculum.probe`)."""
+    from agents.train_pool import training_source
+    from curricula import CurriculumStream
+
+    source = training_source(config.env)
+    check_training_context(policy, config, source)
+    probe = make_probe(policy, config) if config.curriculum.probe else None
+    return source, CurriculumStream({"name": config.curriculum.schedule, **config.curriculum.options}, source,
+                                    seed=config.seed, probe=probe)
 
 
 def make_rollout(config: Config, policy: Policy) -> Any:

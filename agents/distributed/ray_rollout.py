@@ -27,7 +27,6 @@ fetches the rows and writes its own buffer; the loop is bounded by the trainer, 
 from __future__ import annotations
 
 import functools
-import statistics
 import time
 import warnings
 from collections import deque
@@ -42,20 +41,12 @@ from agents.distributed.feed import batch_seed, post
 from agents.distributed.ray_session import RaySession
 from agents.distributed.workers import WorkerSpec, make_env, make_policy, one_step_ray_collector
 from agents.policy import Policy
-from agents.rollout import (
-    RecordingStream,
-    RolloutBatch,
-    WorkerLost,
-    add_self_certainty,
-    check_training_context,
-    make_probe,
-)
+from agents.rollout import RecordingStream, RolloutBatch, WorkerLost, add_self_certainty, training_curriculum
 from cuma_env.problems import Problem
 
 
 @dataclass
 class _Submitted:
-    batch: int                          # 1-based batch index
     version: int                        # the optimizer steps behind the weights that sample it
     problems: list[list[Problem]]       # per worker, in draw order
     futures: list[Any]                  # per worker, the ObjectRef of its rows
@@ -73,11 +64,9 @@ class RayRollout:
         from tensordict import set_list_to_stack
         from torchrl.data import LazyStackStorage, ReplayBuffer
 
-        from agents.train_pool import training_source
         from cuma_env.episode import EpisodeConfig
         from cuma_env.torchrl.fast_paths import InPlaceCompose
         from cuma_env.torchrl.group_vote import GroupVote
-        from curricula import CurriculumStream
 
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
@@ -88,11 +77,7 @@ class RayRollout:
         self.workers, self.group_size, self.prompts = r.workers, r.group_size, r.prompts_per_step
         self.groups_per_worker = self.prompts // self.workers
         self.depth = r.max_staleness if r.mode == "async" else 0
-        source = training_source(e)
-        check_training_context(policy, config, source)
-        probe = make_probe(policy, config) if config.curriculum.probe else None
-        self.curriculum = CurriculumStream({"name": config.curriculum.schedule, **config.curriculum.options}, source,
-                                           seed=config.seed, probe=probe)
+        source, self.curriculum = training_curriculum(config, policy)
         self.stream = RecordingStream(self.curriculum, self.prompts)
         self._problems: dict[int, Problem] = {}
         episode = EpisodeConfig(group_size=r.group_size, min_votes=e.min_votes, reward=e.reward,
@@ -167,7 +152,7 @@ class RayRollout:
         n = self.groups_per_worker
         slices = [problems[i * n:(i + 1) * n] for i in range(self.workers)]
         futures = [col._collector.next.remote() for col in self.collectors]
-        self.in_flight.append(_Submitted(self.batches, self.version, slices, futures))
+        self.in_flight.append(_Submitted(self.version, slices, futures))
 
     def _post(self, problems: list[Problem], batch: int) -> None:
         n = self.groups_per_worker
@@ -193,7 +178,7 @@ class RayRollout:
         n = len(self.buffer)
         data = self.buffer[:n] if n else None
         dropped = 0
-        if staleness > max(self.depth, 0) and data is not None:
+        if staleness > self.depth and data is not None:
             dropped, data, n = n, None, 0
             self.stale_dropped += dropped
         infos = self.stream.pop_infos()
@@ -206,15 +191,17 @@ class RayRollout:
         from cuma_env.torchrl.layout import as_str_list
 
         n = rows.batch_size[0]
-        ids = [int(g) for g in rows.get("group_id").reshape(n, -1)[:, 0].tolist()]
-        order = list(dict.fromkeys(ids))
-        if len(order) != len(problems):
-            raise RuntimeError(f"a worker returned {len(order)} groups for the {len(problems)} posted to it")
-        posted_ids = as_str_list(rows.get("problem_id"), n)
-        for group_id, problem in zip(order, problems):
-            if posted_ids[ids.index(group_id)] != problem.id:
-                raise RuntimeError(f"a worker sampled {posted_ids[ids.index(group_id)]!r} where {problem.id!r} was "
-                                   "posted: its feed is out of step")
+        ids = rows.get("group_id").reshape(n, -1)[:, 0].tolist()
+        sampled = as_str_list(rows.get("problem_id"), n)
+        first = {}  # group id -> its first row, in row order
+        for row, group_id in enumerate(ids):
+            first.setdefault(int(group_id), row)
+        if len(first) != len(problems):
+            raise RuntimeError(f"a worker returned {len(first)} groups for the {len(problems)} posted to it")
+        for (group_id, row), problem in zip(first.items(), problems):
+            if sampled[row] != problem.id:
+                raise RuntimeError(f"a worker sampled {sampled[row]!r} where {problem.id!r} was posted: its feed "
+                                   "is out of step")
             self._problems[group_id] = problem
 
     def _wait_all(self, futures: list[Any]) -> list[Any]:
@@ -242,9 +229,6 @@ class RayRollout:
         summary = dict(self.curriculum.summary())
         summary.update(workers=self.workers, mode=self.config.rollout.mode, stale_dropped=self.stale_dropped)
         return summary
-
-    def staleness(self) -> float | None:
-        return statistics.fmean([self.voted - s.version for s in self.in_flight]) if self.in_flight else None
 
     def shutdown(self) -> None:
         """Stop the workers and, if this run started it, Ray (no process is left behind)."""

@@ -5,13 +5,13 @@
 
 Nothing heavy is pickled: a worker loads the model from `spec.model.path` (the learner sends a resolved local
 directory, or a hub id) with the same `agents.policy.build_policy` as the single-process agent, so the
-transformers and vLLM backends behave as they do there; the learner then pushes its weights before the first
-batch. The policy a worker built is kept in `WORKER_POLICY`.
+transformers backend behaves as it does there; the learner then pushes its weights before the first
+batch.
 
-`OneStepRayCollector` is TorchRL's `RayLLMCollector` with `OneStepCollector` as its remote class, the
+`one_step_ray_collector` builds TorchRL's `RayLLMCollector` with `OneStepCollector` as its remote class, the
 single-process agent's collector (gotcha 17: no clone of each step's output, no member-by-member carry-over).
-`RayLLMCollector.__init__` builds `LLMCollector.as_remote(...)` inline; the subclass builds its remote actor
-the same way from the subclass and keeps every other method of `RayLLMCollector`.
+`RayLLMCollector.__init__` builds `LLMCollector.as_remote(...)` inline; this builds its remote actor
+the same way from `OneStepCollector` and keeps every other method of `RayLLMCollector`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.config_sections import ModelConfig, RolloutConfig
-
-WORKER_POLICY: dict[str, Any] = {}  # this worker process's `agents.policy.Policy` (one collector per process)
 
 
 @dataclass(frozen=True)
@@ -50,9 +48,7 @@ def make_policy(spec: WorkerSpec) -> Any:
     from agents.policy import build_policy
 
     torch.set_num_threads(max(1, spec.model.num_threads))
-    policy = build_policy(spec.model, spec.rollout, seed=spec.seed + spec.index)
-    WORKER_POLICY["policy"] = policy
-    return policy.generator
+    return build_policy(spec.model, spec.rollout, seed=spec.seed + spec.index).generator
 
 
 def make_env(spec: WorkerSpec) -> Any:
