@@ -280,6 +280,33 @@ def test_a_killed_study_skips_finished_cells_and_resumes_the_unfinished_one(quic
 
 
 @pytest.mark.slow
+def test_finished_cells_carry_to_another_study_directory_and_are_not_run_again(quick_study, tmp_path, capsys):
+    """One study over several machines or sessions: export the finished cells (results only), merge them into
+    another directory, and the study there runs nothing and reports the same."""
+    from agents.commands.study import main
+
+    carry, other = tmp_path / "carry", tmp_path / "other"
+    assert main(["--out", str(quick_study), "--export", str(carry)]) == 0
+    assert sorted(str(p.relative_to(carry)) for p in carry.rglob("*") if p.is_file()) == [
+        "cells/design/base/cell.json", "cells/design/base/per_problem.json",
+        "cells/design/cuma_gated-s0/cell.json", "cells/design/cuma_gated-s0/per_problem.json"]
+    capsys.readouterr()
+    assert main(["--quick", "--out", str(other), "--merge", str(carry), "--no-progress"]) == 0
+    assert "merged 2 finished cells" in capsys.readouterr().out
+    assert not list(other.glob("cells/design/cuma_gated-s0/*/metrics.csv"))  # nothing trained here
+    here, there = (json.loads((d / "study.json").read_text()) for d in (quick_study, other))
+    assert [c["per_level"] for c in here["cells"]] == [c["per_level"] for c in there["cells"]]
+    assert here["analysis"]["worlds"] == there["analysis"]["worlds"]
+    result = carry / "cells" / "design" / "cuma_gated-s0" / "per_problem.json"  # a cell run another way
+    changed = json.loads(result.read_text())
+    changed["spec"]["seed"] = 99
+    result.write_text(json.dumps(changed))
+    assert main(["--quick", "--out", str(other), "--merge", str(carry), "--no-progress"]) == 2
+    assert "finished in both" in capsys.readouterr().err
+    assert main(["--export", str(carry)]) == 2 and "give --out DIR" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_a_world_in_no_shipped_file_is_built_by_the_base_cache_and_evaluated(tmp_path, monkeypatch, capsys):
     from agents.commands.study import main
     from agents.tiny.cache import base_path, read_metadata

@@ -6,6 +6,8 @@ bootstrap intervals per world and pooled over the held-out worlds (docs/study-pr
                                              # finished cells are skipped, an interrupted one resumed
   cuma study --worlds my-worlds.yaml --arms base ttrl cuma_gated --seeds 3 --jobs 2
   cuma study --dry-run                       # the grid, the bases to train and the samples, nothing run
+  cuma study --out runs/study --export DIR   # finished cells only (results, no run directories), to carry over
+  cuma study --out runs/study --merge DIR    # take in another machine's or session's cells, then run the rest
 
 A world is a tiny-base configuration (name, role: design | held_out, TinyBaseConfig fields); the shipped file
 is agents/experiments/study_worlds/default.yaml. Writes to --out (default runs/study-<date>-<time>): study.json,
@@ -45,6 +47,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
     parser.add_argument("--force", action="store_true",
                         help="replace cell directories under --out that hold another configuration (default: refuse)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="DIR", default=[],
+                        help="first take in the finished cells of these study directories (or --export copies): "
+                             "one study run on several machines or sessions")
+    parser.add_argument("--export", type=Path, metavar="DIR",
+                        help="copy the finished cells of --out (results only, no run directories) to DIR and exit")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over the cells")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -111,9 +118,19 @@ def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
     from agents.config import ConfigError
     from agents.experiments.study_cells import DifferentCellError
+    from agents.experiments.study_transfer import copy_finished_cells
     from agents.experiments.worlds import WorldError
     from agents.policy import BackendUnavailable
 
+    if args.export is not None:
+        if args.out is None:
+            return fail("study", "--export copies the finished cells of --out: give --out DIR")
+        try:
+            copied, present = copy_finished_cells(args.out, args.export)
+        except (OSError, ValueError) as exc:
+            return fail("study", exc)
+        print(f"exported {copied} finished cells of {args.out} to {args.export} ({present} already there)")
+        return 0
     try:
         plan = make_plan(args)
     except (ConfigError, WorldError, ValueError, BackendUnavailable) as exc:
@@ -124,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
     print(describe(plan), flush=True)
     if args.dry_run:
         return 0
+    for source in args.merge:
+        try:
+            copied, present = copy_finished_cells(source, out)
+        except (OSError, ValueError) as exc:
+            return fail("study", exc)
+        print(f"merged {copied} finished cells from {source} ({present} already finished here)", flush=True)
     from agents.experiments.study import run_study
     from agents.experiments.study_report import format_markdown
 

@@ -1,0 +1,54 @@
+"""Moving finished study cells between study directories, so that one study can run on several machines or
+across several sessions of one machine (each cell is trained once, anywhere):
+
+    cuma study --out runs/study --export shared/study-cells     # this machine's finished cells, results only
+    cuma study --out runs/study --merge shared/study-cells      # take them in, then run what is left
+
+A finished cell travels as its `cell.json` (what it is) and `per_problem.json` (its result, which holds the
+cell's spec); its run directory (checkpoints, model) stays where it trained. A merged cell is skipped by
+`cuma study` as if it had finished here; one whose spec differs from the plan's is refused by the same check
+as a local one (`DifferentCellError`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from agents.experiments.study_cells import RESULT_FILE, SPEC_FILE
+
+
+def finished_cells(study_dir: str | Path) -> list[Path]:
+    """The finished cells' directories under `study_dir`, relative to it (`cells/<world>/<cell>`)."""
+    root = Path(study_dir)
+    return sorted(p.parent.relative_to(root) for p in (root / "cells").glob(f"*/*/{RESULT_FILE}"))
+
+
+def copy_finished_cells(src: str | Path, dest: str | Path) -> tuple[int, int]:
+    """Copy every finished cell of `src` that `dest` has not finished: (copied, already there). A cell that
+    `dest` finished with another result is an error (the two directories ran different studies)."""
+    src, dest = Path(src), Path(dest)
+    if not (src / "cells").is_dir():
+        raise FileNotFoundError(f"{src} holds no study cells (no {src / 'cells'} directory)")
+    copied = present = 0
+    for cell in finished_cells(src):
+        target = dest / cell
+        if (target / RESULT_FILE).is_file():
+            if json.loads((target / RESULT_FILE).read_text())["spec"] != \
+                    json.loads((src / cell / RESULT_FILE).read_text())["spec"]:
+                raise ValueError(f"{cell} is finished in both {src} and {dest} with different configurations")
+            present += 1
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (SPEC_FILE, RESULT_FILE):  # the result last: a cell with it is finished
+            if (src / cell / name).is_file():
+                tmp = target / f".{name}.tmp-{os.getpid()}"
+                shutil.copyfile(src / cell / name, tmp)
+                os.replace(tmp, target / name)
+        copied += 1
+    return copied, present
+
+
+__all__ = ["copy_finished_cells", "finished_cells"]
