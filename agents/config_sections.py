@@ -275,11 +275,14 @@ class RayConfig:
 
     address: str | None = None               # None: start a local Ray for the run; "auto" or host:port: join one
     num_cpus_per_worker: float = 1.0
-    num_gpus_per_worker: float = 0.0         # GPU workers: 1 each (a vLLM engine or a transformers copy)
+    num_gpus_per_worker: float = 0.0         # transformers workers: a GPU share each; vLLM: GPUs per engine replica
+    vllm_replicas: int | None = None         # vLLM engine replicas the workers share; None: one per worker
 
     def validate(self) -> None:
         above("ray.num_cpus_per_worker", self.num_cpus_per_worker, 0)
         at_least("ray.num_gpus_per_worker", self.num_gpus_per_worker, 0)
+        if self.vllm_replicas is not None:
+            at_least("ray.vllm_replicas", self.vllm_replicas, 1)
         if self.address is not None and not (isinstance(self.address, str) and self.address.strip()):
             raise ConfigError(f"ray.address: give auto, host:port or ray://host:port, got {self.address!r}")
 

@@ -40,3 +40,13 @@ class TokenizedVLLMWrapper(vLLMWrapper):
             flat.full = self._cat_text(prompts, response_text)
         out.set(self.text_key, text_obj)
         return out
+
+
+def vllm_generator(llm: Any, tokenizer: Any, rollout: Any) -> TokenizedVLLMWrapper:
+    """The rollout generator over a vLLM engine (an in-process `vllm.LLM` or TorchRL's `AsyncVLLM` replicas):
+    text in, prompt tokens and masks out, no generation log-probs (the learner takes the on-policy ones from
+    its own forward, agents.learner)."""
+    return TokenizedVLLMWrapper(llm, tokenizer=tokenizer, input_mode="text", generate=True, return_log_probs=False,
+                                pad_output=True, generate_kwargs=dict(max_tokens=rollout.max_new_tokens,
+                                                                      temperature=rollout.temperature,
+                                                                      top_p=rollout.top_p))

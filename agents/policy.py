@@ -80,7 +80,7 @@ def model_source(path: str) -> str:
 
 def load_model(path: str, device: torch.device):
     """(model, tokenizer): float32 weights on `device`, eval mode (TorchRL's GRPO note: keep eval mode)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     source = model_source(path)
     if not is_hub_id(source) and not Path(source).exists():  # never hand a mistyped path to the hub
@@ -89,13 +89,21 @@ def load_model(path: str, device: torch.device):
     if Path(source).exists() and not (Path(source) / "config.json").is_file():
         raise FileNotFoundError(f"model path {source} is not a model directory (no config.json); give the folder "
                                 "save_pretrained wrote, e.g. RUN_DIR/model")
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = load_tokenizer(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(device)
     model.eval()
+    return model, tokenizer
+
+
+def load_tokenizer(source: str) -> Any:
+    """The model's tokenizer, left-padded (generation appends on the right), eos as pad where it has none."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return model, tokenizer
+    return tokenizer
 
 
 def render_prompts(tokenizer: Any, texts: Sequence[str]) -> list[str]:
@@ -165,16 +173,19 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
         torch.cuda.set_device(device)
     if model_config.backend == "vllm":
         check_vllm(device)  # before the weights load, not after
+    # with Ray workers the vLLM engines are theirs (agents.distributed.vllm_engines): this process, the learner,
+    # generates (curriculum probes) with transformers
+    backend = "vllm" if model_config.backend == "vllm" and rollout.workers == 1 else "transformers"
     if device.type == "cpu":
         torch.set_num_threads(model_config.num_threads)
     model, tokenizer = load_model(model_config.path, device)
-    if model_config.backend != "vllm":  # vLLM shares prompts through its own prefix cache
+    if backend != "vllm":  # vLLM shares prompts through its own prefix cache
         share_prompt_prefill(model)
     scorer = TransformersWrapper(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
                                  return_log_probs=True, pad_output=True, device=device)
-    policy = Policy(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend=model_config.backend,
+    policy = Policy(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend=backend,
                     generator=None, scorer=scorer, source=model_source(model_config.path))
-    if model_config.backend == "vllm":
+    if backend == "vllm":
         _attach_vllm(policy, model_config, rollout, seed)
     else:  # no generation log-probs: the learner takes the on-policy ones from its own forward (agents.learner);
         # returning them kept every step's logits and one more tensorclass per member in every later copy
@@ -229,7 +240,7 @@ def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed:
     from torchrl.collectors.llm.weight_update.vllm_v2 import vLLMUpdaterV2
     from vllm import LLM
 
-    from agents.generator import TokenizedVLLMWrapper
+    from agents.generator import vllm_generator
 
     # a context longer than the model's own positions is refused by vLLM (the tiny base has 128)
     limit = getattr(policy.model.config, "max_position_embeddings", None) or cfg.vllm_max_model_len
@@ -238,12 +249,7 @@ def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed:
               max_model_len=min(cfg.vllm_max_model_len, limit))
     engine = _in_process_engine(llm, policy.source, policy.dtype)
     policy.engine = engine
-    # no generation log-probs: the learner takes the on-policy ones from its own forward (agents.learner)
-    policy.generator = TokenizedVLLMWrapper(llm, tokenizer=policy.tokenizer, input_mode="text", generate=True,
-                                            return_log_probs=False, pad_output=True,
-                                            generate_kwargs=dict(max_tokens=rollout.max_new_tokens,
-                                                                 temperature=rollout.temperature,
-                                                                 top_p=rollout.top_p))
+    policy.generator = vllm_generator(llm, policy.tokenizer, rollout)
     policy.updater = vLLMUpdaterV2(engine)
     policy.updater.init()
 

@@ -13,7 +13,8 @@
 #          --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "$p"; done
 # 2. Run this script there with .whl carried (about 5 minutes), e.g. `bash benchmarks/gpu_check.sh`.
 #
-# Real vLLM cannot be checked this way: its wheel is hundreds of MB and pins its own torch.
+# Real vLLM is checked only where it is already installed (its wheel is hundreds of MB and pins its own
+# torch): the last section says when it was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -60,4 +61,24 @@ if python3 -c "import ray" 2>/dev/null; then
   tail -3 "$OUT/ray-cuda.txt"
 else
   echo "skipped: ray is not importable on this machine" | tee -a "$OUT/ray-cuda.txt"
+fi
+
+# vLLM rollout workers on Ray (docs/distributed.md, "GPU layouts"): AsyncVLLM replicas on GPUs 0..n-2, the learner
+# on the last GPU, weights broadcast over NCCL. Needs vllm and ray importable and at least 2 GPUs; the 4-GPU
+# Qwen2.5-0.5B layout runs where 4 GPUs and the model's weights (the Hugging Face cache) are there.
+echo "== vLLM workers on Ray (tests/test_distributed_vllm.py; the 4-GPU qwen layout)" | tee "$OUT/ray-vllm.txt"
+gpus=$(python3 -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+if python3 -c "import vllm, ray" 2>/dev/null && [ "$gpus" -ge 2 ]; then
+  timeout 600 python3 -m pytest -q -p no:cacheprovider tests/test_distributed_vllm.py -rs 2>&1 \
+    | tee -a "$OUT/ray-vllm.txt" | tail -4
+  if [ "$gpus" -ge 4 ] && python3 -c "from huggingface_hub import snapshot_download as s; s('Qwen/Qwen2.5-0.5B', local_files_only=True)" 2>/dev/null; then
+    timeout 900 python3 -m agents.commands.train --preset qwen2.5-0.5b-cuma model.backend=vllm model.device=cuda:3 \
+      rollout.workers=4 ray.vllm_replicas=3 ray.num_gpus_per_worker=1 train.steps=5 eval.every=0 \
+      output.progress=false output.tensorboard=false --out /tmp/run-ray-vllm-qwen >>"$OUT/ray-vllm.txt" 2>&1
+    echo "exit $? (qwen, 3 vLLM replicas + learner on GPU 3)" | tee -a "$OUT/ray-vllm.txt"
+  else
+    echo "qwen layout skipped: needs 4 GPUs and Qwen/Qwen2.5-0.5B in the Hugging Face cache" | tee -a "$OUT/ray-vllm.txt"
+  fi
+else
+  echo "skipped: needs vllm and ray importable and >= 2 GPUs (found $gpus)" | tee -a "$OUT/ray-vllm.txt"
 fi

@@ -51,3 +51,21 @@ def hub_like_model_dir(tmp_path_factory) -> os.PathLike[str]:
 
     _one_thread()
     return build_hub_like_model(tmp_path_factory.mktemp("hub-like"))
+
+
+@pytest.fixture
+def no_ray_left():
+    """Each Ray test starts its own local Ray through the code under test; none may survive it."""
+    import time
+
+    import ray
+
+    from agents.distributed.ray_session import ray_processes
+
+    assert not ray.is_initialized()
+    yield ray
+    assert not ray.is_initialized()
+    deadline = time.monotonic() + 20  # ray.shutdown() has signalled them; a slow machine may take a moment
+    while ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray_processes() == []

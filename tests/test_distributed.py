@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import queue
-import time
 
 import pytest
 
@@ -114,22 +113,6 @@ def test_ray_address_may_change_on_resume_and_the_cli_flag_sets_it():
 
 # --- on a local Ray -------------------------------------------------------------------------------
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the [ray] extra is not installed")
-
-
-@pytest.fixture
-def no_ray_left():
-    """Each Ray test starts its own local Ray through the code under test; none may survive it."""
-    import ray
-
-    from agents.distributed.ray_session import ray_processes
-
-    assert not ray.is_initialized()
-    yield ray
-    assert not ray.is_initialized()
-    deadline = time.monotonic() + 20  # ray.shutdown() has signalled them; a slow machine may take a moment
-    while ray_processes() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert ray_processes() == []
 
 
 @pytest.mark.slow

@@ -71,9 +71,12 @@ class RayRollout:
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
         e, r = config.env, config.rollout
-        if config.model.backend != "transformers":
-            raise ValueError("rollout.workers > 1 runs transformers workers (CPU or GPU); vLLM workers are not "
-                             "wired yet: use model.backend=transformers, or rollout.workers=1 with vLLM")
+        vllm, gpus = config.model.backend == "vllm", None
+        if vllm:  # before Ray starts: one line where vLLM workers cannot run (no GPU, no vLLM, a GPU share)
+            from agents.distributed.vllm_engines import check_engines
+
+            replicas, per_replica = check_engines(config, policy)
+            gpus = replicas * per_replica  # the engines hold the GPUs, the collectors none
         self.workers, self.group_size, self.prompts = r.workers, r.group_size, r.prompts_per_step
         self.groups_per_worker = self.prompts // self.workers
         self.depth = r.max_staleness if r.mode == "async" else 0
@@ -87,9 +90,14 @@ class RayRollout:
         rows = r.group_size * r.prompts_per_step
         self.buffer = ReplayBuffer(storage=LazyStackStorage(rows), transform=InPlaceCompose(self.vote, handover=True),
                                    batch_size=rows)
-        self.session = RaySession(config.ray, self.workers)
+        self.session = RaySession(config.ray, self.workers, gpus=gpus)
         self.session.start()
+        self.engines = None  # vLLM workers: the replicas and the weight broadcast (agents.distributed.vllm_engines)
         try:
+            if vllm:
+                from agents.distributed.vllm_engines import VLLMEngines
+
+                self.engines = VLLMEngines.start(config, policy)
             self._start_workers()
         except BaseException:
             self.shutdown()
@@ -112,23 +120,28 @@ class RayRollout:
         for index in range(self.workers):
             spec = WorkerSpec(index=index, groups=self.groups_per_worker, model=model, rollout=c.rollout,
                               env_id=c.env.id, prompt_template=c.env.prompt_template, seed=c.seed,
-                              posts=self.queues[index])
+                              posts=self.queues[index], engine=None if self.engines is None else self.engines.engine)
             with warnings.catch_warnings():  # gotcha 8
                 warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
                 self.collectors.append(one_step_ray_collector(
                     env=functools.partial(make_env, spec), policy_factory=functools.partial(make_policy, spec),
                     dialog_turns_per_batch=spec.rows, remote_config={},  # gotcha 19: never None
-                    num_cpus=ray_config.num_cpus_per_worker, num_gpus=ray_config.num_gpus_per_worker,
+                    num_cpus=ray_config.num_cpus_per_worker,  # vLLM: the engines hold the GPUs, not the collectors
+                    num_gpus=0 if self.engines else ray_config.num_gpus_per_worker,
                     flatten_data=True))
         self._wait_all([col._collector.is_running.remote() for col in self.collectors])  # built (and reset)
         self._push_weights()
 
     def _push_weights(self) -> None:
         """Send the learner's weights to every worker; calls to an actor run in order, so every batch asked
-        for after this samples from them."""
+        for after this samples from them. vLLM: one broadcast into the shared replicas, which returns once
+        they hold the weights (in async mode a batch already generating may finish on them)."""
         import ray
         from tensordict import TensorDict
 
+        if self.engines is not None:
+            self.engines.push()
+            return
         weights = ray.put(TensorDict.from_module(self.policy.generator).data.detach().cpu())
         for col in self.collectors:
             col._collector.update_policy_weights_.remote(policy_or_weights=weights)
@@ -247,6 +260,9 @@ class RayRollout:
                 posts.shutdown(force=True)
             except Exception:  # noqa: BLE001
                 pass
+        if getattr(self, "engines", None) is not None:
+            self.engines.shutdown()
+            self.engines = None
         self.collectors, self.queues = [], []
         self.session.stop()
 

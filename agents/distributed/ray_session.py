@@ -27,8 +27,10 @@ class RayUnavailable(BackendUnavailable):
 
 
 class RaySession:
-    def __init__(self, config: RayConfig, workers: int):
+    def __init__(self, config: RayConfig, workers: int, gpus: float | None = None):
         self.config, self.workers = config, int(workers)
+        # GPUs a local Ray is given: the workers' shares, or what the vLLM engines hold (agents.distributed)
+        self.gpus = workers * config.num_gpus_per_worker if gpus is None else gpus
         self.owned = False  # whether stop() shuts Ray down (or disconnects from the cluster)
 
     def __enter__(self) -> RaySession:
@@ -55,8 +57,7 @@ class RaySession:
                 cpus = max(math.ceil(self.workers * self.config.num_cpus_per_worker), os.cpu_count() or 1)
                 # GPUs: exactly the workers' share, so that Ray hands out the first visible ones and a learner
                 # on the last one (model.device=cuda:N) never shares its GPU (docs/distributed.md)
-                gpus = math.ceil(self.workers * self.config.num_gpus_per_worker)
-                ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, runtime_env=runtime_env,
+                ray.init(num_cpus=cpus, num_gpus=math.ceil(self.gpus), include_dashboard=False, runtime_env=runtime_env,
                          log_to_driver=False, configure_logging=False)
         except ConnectionError as exc:
             raise RayUnavailable(f"ray.address={self.config.address}: {' '.join(str(exc).split())}") from None

@@ -3,10 +3,11 @@
     spec = WorkerSpec(index=0, groups=8, model=config.model, rollout=config.rollout, env_id=..., posts=queue)
     RayLLMCollector(env=functools.partial(make_env, spec), policy_factory=functools.partial(make_policy, spec), ...)
 
-Nothing heavy is pickled: a worker loads the model from `spec.model.path` (the learner sends a resolved local
-directory, or a hub id) with the same `agents.policy.build_policy` as the single-process agent, so the
-transformers backend behaves as it does there; the learner then pushes its weights before the first
-batch.
+Nothing heavy is pickled: a transformers worker loads the model from `spec.model.path` (the learner sends a
+resolved local directory, or a hub id) with the same `agents.policy.build_policy` as the single-process
+agent, so it behaves as it does there; the learner then pushes its weights before the first batch. A vLLM
+worker (`spec.engine`: handles to TorchRL's `AsyncVLLM` replicas, `agents.distributed.vllm_engines`) loads
+nothing: it samples from the shared replicas, whose weights the learner broadcasts.
 
 `one_step_ray_collector` builds TorchRL's `RayLLMCollector` with `OneStepCollector` as its remote class, the
 single-process agent's collector (gotcha 17: no clone of each step's output, no member-by-member carry-over).
@@ -32,6 +33,7 @@ class WorkerSpec:
     prompt_template: str | None
     seed: int
     posts: Any                       # this worker's Ray queue of posted batches (`agents.distributed.feed`)
+    engine: Any = None               # vLLM workers: the shared `AsyncVLLM` replicas; None: a transformers copy
 
     @property
     def rows(self) -> int:
@@ -45,25 +47,30 @@ def make_policy(spec: WorkerSpec) -> Any:
     import torch
 
     warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")  # gotcha 8, on the worker
-    from agents.policy import build_policy
 
     torch.set_num_threads(max(1, spec.model.num_threads))
+    if spec.engine is not None:
+        from agents.generator import vllm_generator
+
+        return vllm_generator(spec.engine, _tokenizer(spec), spec.rollout)
+    from agents.policy import build_policy
+
     return build_policy(spec.model, spec.rollout, seed=spec.seed + spec.index).generator
+
+
+def _tokenizer(spec: WorkerSpec) -> Any:
+    from agents.policy import load_tokenizer, model_source
+
+    return load_tokenizer(model_source(spec.model.path))
 
 
 def make_env(spec: WorkerSpec) -> Any:
     """The worker's CuMa TorchRL env: `groups` whole groups per batch, drawn from the learner's posts."""
-    from transformers import AutoTokenizer
-
     import cuma_env
     from agents.distributed.feed import PLACEHOLDER, FeedStream
-    from agents.policy import model_source
     from cuma_env.problems import PoolSource
 
-    tokenizer = AutoTokenizer.from_pretrained(model_source(spec.model.path))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
+    tokenizer = _tokenizer(spec)
     stream = FeedStream(spec.posts, spec.index, spec.groups)
     return cuma_env.make_torchrl_env(
         spec.env_id, tokenizer=tokenizer, group_size=spec.rollout.group_size, batch_size=spec.rows,

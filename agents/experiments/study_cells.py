@@ -74,7 +74,8 @@ def cell_spec(cell: Cell, budget: Budget, model_path: str, split: str) -> dict[s
 # keys added after cells were run, dropped from a spec while they hold their defaults (these defaults give the
 # numbers the cells had before the keys existed), so that finished cells stay finished
 _LATER_DEFAULTS = {("rollout", "workers"): 1, ("rollout", "mode"): "sync", ("rollout", "max_staleness"): 1}
-_LATER_SECTIONS = {"ray": {"address": None, "num_cpus_per_worker": 1.0, "num_gpus_per_worker": 0.0}}
+_LATER_SECTIONS = {"ray": {"address": None, "num_cpus_per_worker": 1.0, "num_gpus_per_worker": 0.0,
+                           "vllm_replicas": None}}
 
 
 def _without_later_defaults(config: dict[str, Any]) -> dict[str, Any]:
