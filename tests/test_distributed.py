@@ -115,6 +115,48 @@ def test_ray_address_may_change_on_resume_and_the_cli_flag_sets_it():
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the [ray] extra is not installed")
 
 
+def assert_voted_whole(batch, prompts, group_size):
+    """Every group of the batch has all its members, all on one problem, in the order of its infos."""
+    from cuma_env.torchrl.layout import as_str_list
+
+    assert len(batch.infos) == prompts
+    groups = batch.data.get("group_id").reshape(-1).tolist()
+    problem_ids = as_str_list(batch.data.get("problem_id"), len(groups))
+    assert len(groups) == prompts * group_size
+    for g in set(groups):
+        members = [i for i, x in enumerate(groups) if x == g]
+        assert len(members) == group_size and len({problem_ids[i] for i in members}) == 1
+    assert [problem_ids[i * group_size] for i in range(prompts)] == [info["problem_id"] for info in batch.infos]
+
+
+@pytest.mark.slow
+@needs_ray
+def test_async_workers_vote_whole_groups_sampled_one_step_behind(tiny_base_dir, no_ray_left):
+    """2 workers, async with K=1, 3 batches: groups voted whole; batch k (k >= 1) was sampled by the weights of
+    step k-1, one optimizer step behind the step that trains on it."""
+    from agents.checkpoint import seed_everything
+    from agents.distributed import RayRollout
+    from agents.policy import build_policy
+
+    config = ray_config(tiny_base_dir, "rollout.mode=async", "rollout.max_staleness=1",
+                        "train.masked_groups=zero_advantage")
+    seed_everything(config.seed)
+    policy = build_policy(config.model, config.rollout, seed=config.seed)
+    rollout = RayRollout(config, policy)
+    G, P = config.rollout.group_size, config.rollout.prompts_per_step
+    batches = []
+    try:
+        for _ in range(3):
+            batches.append(rollout.collect())
+            rollout.weights_updated()
+    finally:
+        rollout.shutdown()
+    for k, batch in enumerate(batches):
+        assert_voted_whole(batch, P, G)
+        assert batch.extra["staleness"] == (0.0 if k == 0 else 1.0)
+        assert set(batch.data.get("policy_version").reshape(-1).tolist()) == {max(0, k - 1)}
+
+
 @pytest.mark.slow
 @needs_ray
 def test_sync_workers_vote_whole_groups_and_decide_as_the_single_process_agent(tiny_base_dir, no_ray_left):
@@ -128,7 +170,7 @@ def test_sync_workers_vote_whole_groups_and_decide_as_the_single_process_agent(t
     from agents.train_pool import training_source
     from cuma_env.episode import EpisodeConfig, score_group
     from cuma_env.rewards import make_reward
-    from cuma_env.torchrl.layout import as_str_list, read_responses
+    from cuma_env.torchrl.layout import read_responses
     from curricula import CurriculumStream
 
     config = ray_config(tiny_base_dir, *FAST_GATE, "train.masked_groups=zero_advantage")
@@ -146,16 +188,9 @@ def test_sync_workers_vote_whole_groups_and_decide_as_the_single_process_agent(t
     finally:
         rollout.shutdown()
     for k, batch in enumerate(batches):
-        assert len(batch.infos) == P and batch.extra["staleness"] == 0.0
-        data = batch.data
-        groups = data.get("group_id").reshape(-1).tolist()
-        problem_ids = as_str_list(data.get("problem_id"), len(groups))
-        assert len(groups) == P * G
-        for g in set(groups):
-            members = [i for i, x in enumerate(groups) if x == g]
-            assert len(members) == G and len({problem_ids[i] for i in members}) == 1
-        assert [problem_ids[i * G] for i in range(P)] == [info["problem_id"] for info in batch.infos]
-        assert data.get("policy_version").reshape(-1).tolist() == [k] * (P * G)  # sync: the latest weights
+        assert batch.extra["staleness"] == 0.0
+        assert_voted_whole(batch, P, G)
+        assert batch.data.get("policy_version").reshape(-1).tolist() == [k] * (P * G)  # sync: the latest weights
 
     # the single-process order, on the same completions (its own curriculum, vote and probe function)
     seed_everything(config.seed)
