@@ -66,8 +66,8 @@ class VLLMEngines:
 
     @classmethod
     def start(cls, config: Config, policy: Policy) -> VLLMEngines:
-        """Launch the replicas from the learner's model source, join the broadcast group, and send
-        the learner's weights once (a resumed run's weights differ from the source's)."""
+        """Launch the replicas from the learner's model source and join the broadcast group; the rollout then
+        pushes the learner's weights before the first batch (a resumed run's differ from the source's)."""
         from torchrl.modules.llm.backends.vllm import AsyncVLLM
         from torchrl.weight_update.llm import VLLMWeightSyncScheme, get_model_metadata
 
@@ -91,9 +91,7 @@ class VLLMEngines:
         except BaseException:
             engine.shutdown()
             raise
-        engines = cls(engine=engine, sender=sender)
-        engines.push()
-        return engines
+        return cls(engine=engine, sender=sender)
 
     def push(self) -> None:
         """Broadcast the learner's current weights into every replica (TorchRL resets their prefix caches)."""
