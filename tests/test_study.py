@@ -297,12 +297,16 @@ def test_finished_cells_carry_to_another_study_directory_and_are_not_run_again(q
     here, there = (json.loads((d / "study.json").read_text()) for d in (quick_study, other))
     assert [c["per_level"] for c in here["cells"]] == [c["per_level"] for c in there["cells"]]
     assert here["analysis"]["worlds"] == there["analysis"]["worlds"]
+    assert main(["--out", str(other), "--compare", str(quick_study)]) == 0
+    assert "2 cells identical problem by problem, 0 differ" in capsys.readouterr().out
     result = carry / "cells" / "design" / "cuma_gated-s0" / "per_problem.json"  # a cell run another way
     changed = json.loads(result.read_text())
     changed["spec"]["seed"] = 99
     result.write_text(json.dumps(changed))
     assert main(["--quick", "--out", str(other), "--merge", str(carry), "--no-progress"]) == 2
     assert "finished in both" in capsys.readouterr().err
+    assert main(["--out", str(carry), "--compare", str(other)]) == 1
+    assert "differs: design/cuma_gated-s0" in capsys.readouterr().out
     assert main(["--export", str(carry)]) == 2 and "give --out DIR" in capsys.readouterr().err
 
 

@@ -8,6 +8,7 @@ bootstrap intervals per world and pooled over the held-out worlds (docs/study-pr
   cuma study --dry-run                       # the grid, the bases to train and the samples, nothing run
   cuma study --out runs/study --export DIR   # finished cells only (results, no run directories), to carry over
   cuma study --out runs/study --merge DIR    # take in another machine's or session's cells, then run the rest
+  cuma study --out runs/study --compare DIR  # a re-run elsewhere: identical per-problem results? (exit 1 if not)
 
 A world is a tiny-base configuration (name, role: design | held_out, TinyBaseConfig fields); the shipped file
 is agents/experiments/study_worlds/default.yaml. Writes to --out (default runs/study-<date>-<time>): study.json,
@@ -52,6 +53,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "one study run on several machines or sessions")
     parser.add_argument("--export", type=Path, metavar="DIR",
                         help="copy the finished cells of --out (results only, no run directories) to DIR and exit")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="compare the finished cells of --out with DIR's, problem by problem, and exit "
+                             "(exit 1 if any differs): a re-run of a study on another machine")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over the cells")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -118,10 +122,19 @@ def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
     from agents.config import ConfigError
     from agents.experiments.study_cells import DifferentCellError
-    from agents.experiments.study_transfer import copy_finished_cells
+    from agents.experiments.study_transfer import compare_cells, copy_finished_cells
     from agents.experiments.worlds import WorldError
     from agents.policy import BackendUnavailable
 
+    if args.compare is not None:
+        if args.out is None:
+            return fail("study", "--compare reads the finished cells of --out: give --out DIR")
+        found = compare_cells(args.out, args.compare)
+        for cell in found["different"]:
+            print(f"differs: {cell}")
+        print(f"{len(found['same'])} cells identical problem by problem, {len(found['different'])} differ "
+              f"(cells finished in both {args.out} and {args.compare})")
+        return 1 if found["different"] else 0
     if args.export is not None:
         if args.out is None:
             return fail("study", "--export copies the finished cells of --out: give --out DIR")

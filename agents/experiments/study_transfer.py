@@ -3,6 +3,7 @@ across several sessions of one machine (each cell is trained once, anywhere):
 
     cuma study --out runs/study --export shared/study-cells     # this machine's finished cells, results only
     cuma study --out runs/study --merge shared/study-cells      # take them in, then run what is left
+    cuma study --out runs/study --compare docs/results/study    # a re-run elsewhere: the same per-problem results?
 
 A finished cell travels as its `cell.json` (what it is) and `per_problem.json` (its result, which holds the
 cell's spec); its run directory (checkpoints, model) stays where it trained. A merged cell is skipped by
@@ -51,4 +52,17 @@ def copy_finished_cells(src: str | Path, dest: str | Path) -> tuple[int, int]:
     return copied, present
 
 
-__all__ = ["copy_finished_cells", "finished_cells"]
+def compare_cells(mine: str | Path, theirs: str | Path) -> dict[str, list[str]]:
+    """The cells finished in both directories, split into those whose per-problem greedy results (and samples
+    counted) are identical and those that differ; a reproduction of a study on another machine."""
+    mine, theirs = Path(mine), Path(theirs)
+    both = sorted(set(finished_cells(mine)) & set(finished_cells(theirs)))
+    same, different = [], []
+    for cell in both:
+        a, b = (json.loads((d / cell / RESULT_FILE).read_text()) for d in (mine, theirs))
+        key = ("spec", "levels", "samples")
+        (same if all(a.get(k) == b.get(k) for k in key) else different).append(str(cell.relative_to("cells")))
+    return {"same": same, "different": different}
+
+
+__all__ = ["compare_cells", "copy_finished_cells", "finished_cells"]
