@@ -308,6 +308,8 @@ def test_finished_cells_carry_to_another_study_directory_and_are_not_run_again(q
     assert main(["--out", str(carry), "--compare", str(other)]) == 1
     assert "differs: design/cuma_gated-s0" in capsys.readouterr().out
     assert main(["--export", str(carry)]) == 2 and "give --out DIR" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "empty"), "--compare", str(other)]) == 2
+    assert "no finished cell in common" in capsys.readouterr().err
 
 
 @pytest.mark.slow

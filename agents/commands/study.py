@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out is None:
             return fail("study", "--compare reads the finished cells of --out: give --out DIR")
         found = compare_cells(args.out, args.compare)
+        if not found["same"] and not found["different"]:
+            return fail("study", f"{args.out} and {args.compare} have no finished cell in common: nothing to compare")
         for cell in found["different"]:
             print(f"differs: {cell}")
         print(f"{len(found['same'])} cells identical problem by problem, {len(found['different'])} differ "

@@ -71,12 +71,12 @@ class RayRollout:
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
         e, r = config.env, config.rollout
-        vllm, gpus = config.model.backend == "vllm", None
-        if vllm:  # before Ray starts: one line where vLLM workers cannot run (no GPU, no vLLM, a GPU share)
+        layout, gpus = None, None  # vLLM workers: (replicas, GPUs per replica), the GPUs the engines hold
+        if config.model.backend == "vllm":  # before Ray starts: one line where vLLM workers cannot run here
             from agents.distributed.vllm_engines import check_engines
 
-            replicas, per_replica = check_engines(config, policy)
-            gpus = replicas * per_replica  # the engines hold the GPUs, the collectors none
+            layout = check_engines(config, policy)
+            gpus = layout[0] * layout[1]  # the engines hold the GPUs, the collectors none
         self.workers, self.group_size, self.prompts = r.workers, r.group_size, r.prompts_per_step
         self.groups_per_worker = self.prompts // self.workers
         self.depth = r.max_staleness if r.mode == "async" else 0
@@ -94,10 +94,10 @@ class RayRollout:
         self.session.start()
         self.engines = None  # vLLM workers: the replicas and the weight broadcast (agents.distributed.vllm_engines)
         try:
-            if vllm:
+            if layout is not None:
                 from agents.distributed.vllm_engines import VLLMEngines
 
-                self.engines = VLLMEngines.start(config, policy)
+                self.engines = VLLMEngines.start(config, policy, *layout)
             self._start_workers()
         except BaseException:
             self.shutdown()

@@ -2,7 +2,8 @@
 `ray.vllm_replicas` says fewer; the workers' requests share them), fed each
 optimizer step's weights by TorchRL's `VLLMWeightSyncScheme` (an NCCL broadcast from the learner's GPU).
 
-    engines = VLLMEngines.start(config, policy)    # model.backend=vllm, rollout.workers=N, ray.vllm_replicas=M
+    layout = check_engines(config, policy)        # before Ray starts: (replicas, GPUs per replica)
+    engines = VLLMEngines.start(config, policy, *layout)   # model.backend=vllm, rollout.workers > 1
     WorkerSpec(..., engine=engines.engine)       # each worker's generator samples from the shared replicas
     engines.push()                                 # after an optimizer step: new weights into every replica
     engines.shutdown()
@@ -65,13 +66,13 @@ class VLLMEngines:
     sender: Any      # torchrl.weight_update.llm.VLLMWeightSender, rank 0 of the broadcast group
 
     @classmethod
-    def start(cls, config: Config, policy: Policy) -> VLLMEngines:
-        """Launch the replicas from the learner's model source and join the broadcast group; the rollout then
-        pushes the learner's weights before the first batch (a resumed run's differ from the source's)."""
+    def start(cls, config: Config, policy: Policy, replicas: int, per_replica: int) -> VLLMEngines:
+        """Launch the replicas (the layout `check_engines` accepted) from the learner's model source and join
+        the broadcast group; the rollout then pushes the learner's weights before the first batch (a resumed
+        run's differ from the source's)."""
         from torchrl.modules.llm.backends.vllm import AsyncVLLM
         from torchrl.weight_update.llm import VLLMWeightSyncScheme, get_model_metadata
 
-        replicas, per_replica = check_engines(config, policy)
         check_cluster_gpus(replicas, per_replica)
         m = config.model
         limit = getattr(policy.model.config, "max_position_embeddings", None) or m.vllm_max_model_len

@@ -14,11 +14,10 @@ as a local one (`DifferentCellError`).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 from agents.experiments.study_cells import RESULT_FILE, SPEC_FILE
+from cuma_env.atomic_io import atomic_file
 
 
 def finished_cells(study_dir: str | Path) -> list[Path]:
@@ -45,9 +44,8 @@ def copy_finished_cells(src: str | Path, dest: str | Path) -> tuple[int, int]:
         target.mkdir(parents=True, exist_ok=True)
         for name in (SPEC_FILE, RESULT_FILE):  # the result last: a cell with it is finished
             if (src / cell / name).is_file():
-                tmp = target / f".{name}.tmp-{os.getpid()}"
-                shutil.copyfile(src / cell / name, tmp)
-                os.replace(tmp, target / name)
+                with atomic_file(target / name, "wb", encoding=None) as out:
+                    out.write((src / cell / name).read_bytes())
         copied += 1
     return copied, present
 
