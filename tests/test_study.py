@@ -310,6 +310,11 @@ def test_finished_cells_carry_to_another_study_directory_and_are_not_run_again(q
     assert main(["--export", str(carry)]) == 2 and "give --out DIR" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "empty"), "--compare", str(other)]) == 2
     assert "no finished cell in common" in capsys.readouterr().err
+    (other / "cells" / "design" / "base" / "per_problem.json").unlink()  # a partial re-run: one cell of two
+    assert main(["--out", str(other), "--compare", str(quick_study)]) == 0
+    out = capsys.readouterr().out
+    assert "1 cells identical problem by problem, 0 differ" in out
+    assert f"not compared: 0 cells finished only in {other}, 1 only in {quick_study}" in out
 
 
 @pytest.mark.slow

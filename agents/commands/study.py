@@ -136,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"differs: {cell}")
         print(f"{len(found['same'])} cells identical problem by problem, {len(found['different'])} differ "
               f"(cells finished in both {args.out} and {args.compare})")
+        if found["only_mine"] or found["only_theirs"]:
+            print(f"not compared: {len(found['only_mine'])} cells finished only in {args.out}, "
+                  f"{len(found['only_theirs'])} only in {args.compare}")
         return 1 if found["different"] else 0
     if args.export is not None:
         if args.out is None:

@@ -52,15 +52,20 @@ def copy_finished_cells(src: str | Path, dest: str | Path) -> tuple[int, int]:
 
 def compare_cells(mine: str | Path, theirs: str | Path) -> dict[str, list[str]]:
     """The cells finished in both directories, split into those whose per-problem greedy results (and samples
-    counted) are identical and those that differ; a reproduction of a study on another machine."""
+    counted) are identical and those that differ; a reproduction of a study on another machine. The cells
+    finished in only one of them are listed too (`only_mine`, `only_theirs`), so a partial re-run says how
+    much of the study it covers."""
     mine, theirs = Path(mine), Path(theirs)
-    both = sorted(set(finished_cells(mine)) & set(finished_cells(theirs)))
+    ours, their_cells = set(finished_cells(mine)), set(finished_cells(theirs))
+    both = sorted(ours & their_cells)
     same, different = [], []
     for cell in both:
         a, b = (json.loads((d / cell / RESULT_FILE).read_text()) for d in (mine, theirs))
         key = ("spec", "levels", "samples")
         (same if all(a.get(k) == b.get(k) for k in key) else different).append(str(cell.relative_to("cells")))
-    return {"same": same, "different": different}
+    only = {name: [str(c.relative_to("cells")) for c in sorted(cells)]
+            for name, cells in (("only_mine", ours - their_cells), ("only_theirs", their_cells - ours))}
+    return {"same": same, "different": different, **only}
 
 
 __all__ = ["compare_cells", "copy_finished_cells", "finished_cells"]
