@@ -230,6 +230,13 @@ def check_vllm(device: torch.device) -> None:
 VLLM_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
+def vllm_max_model_len(policy: Policy, cfg: ModelConfig) -> int:
+    """vLLM's context limit: `model.vllm_max_model_len`, capped by the model's own positions (vLLM refuses a
+    longer one; the tiny base has 128)."""
+    limit = getattr(policy.model.config, "max_position_embeddings", None) or cfg.vllm_max_model_len
+    return min(cfg.vllm_max_model_len, limit)
+
+
 def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed: int) -> None:
     if os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
         raise BackendUnavailable("backend vllm runs the engine in this process, so that each optimizer step's "
@@ -242,11 +249,9 @@ def _attach_vllm(policy: Policy, cfg: ModelConfig, rollout: RolloutConfig, seed:
 
     from agents.generator import vllm_generator
 
-    # a context longer than the model's own positions is refused by vLLM (the tiny base has 128)
-    limit = getattr(policy.model.config, "max_position_embeddings", None) or cfg.vllm_max_model_len
     llm = LLM(model=policy.source, dtype=VLLM_DTYPES[policy.dtype], seed=seed, enable_prefix_caching=True,
               gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-              max_model_len=min(cfg.vllm_max_model_len, limit))
+              max_model_len=vllm_max_model_len(policy, cfg))
     engine = _in_process_engine(llm, policy.source, policy.dtype)
     policy.engine = engine
     policy.generator = vllm_generator(llm, policy.tokenizer, rollout)

@@ -55,6 +55,9 @@ def test_with_vllm_workers_the_learner_holds_no_engine(stand_in, tiny_base_dir):
     single = load_config(preset="tiny-cuma-gated", overrides=[f"model.path={tiny_base_dir}", *SMALL,
                                                               "model.backend=vllm"])
     assert build_policy(single.model, single.rollout, seed=0).backend == "vllm"
+    # both engine paths (in-process `vllm.LLM`, Ray replicas) cap vLLM's context at the model's own positions
+    assert policy_module.vllm_max_model_len(policy, config.model) == policy.model.config.max_position_embeddings
+    assert policy.model.config.max_position_embeddings < config.model.vllm_max_model_len
 
 
 @pytest.mark.parametrize(("overrides", "says"), [

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.config import Config
-from agents.policy import VLLM_DTYPES, BackendUnavailable, Policy, check_vllm
+from agents.policy import VLLM_DTYPES, BackendUnavailable, Policy, check_vllm, vllm_max_model_len
 
 
 def check_engines(config: Config, policy: Policy) -> tuple[int, int]:
@@ -75,11 +75,10 @@ class VLLMEngines:
 
         check_cluster_gpus(replicas, per_replica)
         m = config.model
-        limit = getattr(policy.model.config, "max_position_embeddings", None) or m.vllm_max_model_len
         engine = AsyncVLLM.from_pretrained(
             model_name=policy.source, num_devices=per_replica, num_replicas=replicas, verbose=False,
             compile=False, dtype=VLLM_DTYPES[policy.dtype], seed=config.seed, enable_prefix_caching=True,
-            gpu_memory_utilization=m.vllm_gpu_memory_utilization, max_model_len=min(m.vllm_max_model_len, limit))
+            gpu_memory_utilization=m.vllm_gpu_memory_utilization, max_model_len=vllm_max_model_len(policy, m))
         try:
             # "state_dict": the Hugging Face names (`model.layers.0...`) that vLLM's `load_weights` expects
             scheme = VLLMWeightSyncScheme(master_address=_master_address(config, engine),
