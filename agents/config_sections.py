@@ -17,6 +17,8 @@ from cuma_env.rewards import REWARDS
 from cuma_env.voting import resolve_min_votes
 
 TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (installed and cached on first use)
+# `model.path: smollm2-135m`: a real pretrained LLM from the package index (agents.packaged_models), cached on first use
+PACKAGED_MODEL_NAMES = ("smollm2-135m",)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 BACKENDS = ("transformers", "vllm")
@@ -25,6 +27,7 @@ POOL_KINDS = ("split", "skewed", "file")
 LR_SCHEDULES = ("cosine", "constant")
 MASKED_GROUPS = ("drop", "zero_advantage")
 AGGREGATIONS = ("token_mean", "prompt_mean")
+LOSSES = ("grpo", "dapo", "cispo")  # TorchRL's GRPOLoss, DAPO, CISPOLoss (agents/losses.py)
 ROLLOUT_MODES = ("sync", "async")
 
 
@@ -76,7 +79,7 @@ def min_votes_count(key: str, min_votes: int | float, group_size: int, size_key:
 # --- the sections -----------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    path: str = TINY_MODEL          # "tiny", a local HF model directory, or a hub id (Qwen/Qwen2.5-0.5B)
+    path: str = TINY_MODEL          # "tiny", "smollm2-135m", a local HF model directory, or a hub id (Qwen/Qwen2.5-0.5B)
     backend: str = "transformers"   # transformers | vllm (GPU only, optional extra)
     device: str = "auto"            # auto (cuda if available) | cpu | cuda | cuda:N
     dtype: str = "auto"             # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 (float16: refused)
@@ -94,9 +97,10 @@ class ModelConfig:
         need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
              f"model.device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         need(self.backend != "vllm" or self.device != "cpu", "model.backend: vllm needs a GPU (model.device cpu given)")
-        need(self.path == TINY_MODEL or is_hub_id(self.path) or Path(self.path).expanduser().exists(),
-             f"model.path: {self.path} does not exist; give tiny, a model directory or a hub id such as "
-             "Qwen/Qwen2.5-0.5B")
+        need(self.path in (TINY_MODEL, *PACKAGED_MODEL_NAMES) or is_hub_id(self.path)
+             or Path(self.path).expanduser().exists(),
+             f"model.path: {self.path} does not exist; give tiny, {', '.join(PACKAGED_MODEL_NAMES)}, a model "
+             "directory or a hub id such as Qwen/Qwen2.5-0.5B")
 
 
 @dataclass
@@ -213,7 +217,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float = 1.0                   # max grad norm; 0 disables
-    clip_epsilon: float = 0.2                # GRPO ratio clip
+    loss: str = "grpo"                       # grpo | dapo | cispo (agents/losses.py, docs/agent.md)
+    clip_epsilon: float = 0.2                # ratio clip (the lower bound when clip_epsilon_high is set)
+    clip_epsilon_high: float | None = None   # upper ratio clip; None: clip_epsilon (dapo: 0.28, Clip-Higher)
     kl_coef: float = 0.0                     # KL to a frozen reference copy of the start model; 0: no reference
     entropy_coef: float = 0.0
     masked_groups: str = "drop"              # drop | zero_advantage (kept in the loss with advantage 0)
@@ -226,6 +232,9 @@ class TrainConfig:
         one_of("train.schedule", self.schedule, LR_SCHEDULES)
         one_of("train.masked_groups", self.masked_groups, MASKED_GROUPS)
         one_of("train.aggregation", self.aggregation, AGGREGATIONS)
+        one_of("train.loss", self.loss, LOSSES)
+        need(self.loss != "dapo" or self.aggregation == "token_mean", "train.aggregation: dapo averages its loss "
+             f"over tokens (token_mean), got {self.aggregation!r}; use train.loss=grpo for a per-prompt mean")
         at_least("train.steps", self.steps, 1)
         within("train.lr", self.lr, "(0, 1)")
         at_least("train.warmup_steps", self.warmup_steps, 0)
@@ -233,6 +242,8 @@ class TrainConfig:
         for key in ("weight_decay", "grad_clip", "kl_coef", "entropy_coef"):
             at_least(f"train.{key}", getattr(self, key), 0)
         within("train.clip_epsilon", self.clip_epsilon, "(0, 1)")
+        need(self.clip_epsilon_high is None or self.clip_epsilon_high > 0,
+             f"train.clip_epsilon_high: must be > 0 or null, got {self.clip_epsilon_high!r}")
         need(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
              f"train.adam_betas: must be two numbers in [0, 1), got {self.adam_betas}")
         need(self.micro_batch is None or self.micro_batch >= 1,

