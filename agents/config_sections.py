@@ -79,7 +79,7 @@ def min_votes_count(key: str, min_votes: int | float, group_size: int, size_key:
 # --- the sections -----------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    path: str = TINY_MODEL          # "tiny", "smollm2-135m", a local HF model directory, or a hub id (Qwen/Qwen2.5-0.5B)
+    path: str = TINY_MODEL          # tiny, smollm2-135m, a local HF model directory or a hub id (Qwen/Qwen2.5-0.5B)
     backend: str = "transformers"   # transformers | vllm (GPU only, optional extra)
     device: str = "auto"            # auto (cuda if available) | cpu | cuda | cuda:N
     dtype: str = "auto"             # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 (float16: refused)
