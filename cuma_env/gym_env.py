@@ -25,6 +25,7 @@ from cuma_env.problems import Problem, ProblemSource, ProblemStream
 from cuma_env.prompting import format_prompt, resolve_template
 from cuma_env.rewards import make_reward
 from cuma_env.spaces import MathText, group_action_space
+from cuma_env.voting import DEFAULT_MIN_VOTES
 
 DEFAULT_GROUP_SIZE = 8
 
@@ -72,6 +73,7 @@ class CuMaEnv(gym.Env):
     | `self_certainty`  | the caller's `token_stats` value (Intuitor)                 | never                         |
     | `ground_truth`    | 1 if equivalent to the hidden answer (labelled upper bound) | never                         |
     | a callable        | `fn(group) -> GroupOutcome` or G floats                     | if it returns `masked=True`   |
+    | `"module:attr"`   | the reward class, instance or function it names             | as that reward does           |
 
     `min_votes` is a count (`2`: some answer occurs twice) or a share of the group rounded up (`0.75`: 6 of
     8, 3 of 4). A masked group gets 0 for every completion and carries no learning signal (`info["masked"]`).
@@ -146,7 +148,7 @@ class CuMaEnv(gym.Env):
     |---|---|---|---|
     | `task` | str | set by the id | the environment id whose problems and template to use |
     | `group_size` | int | `8` | G, completions per prompt; `step` takes exactly this many |
-    | `reward` | str or callable | `"masked_majority"` | see Rewards |
+    | `reward` | str or callable | `"masked_majority"` | see Rewards; also a `cuma.rewards` plugin's name |
     | `min_votes` | int or float | `2` | mask threshold: a count, or a share of the group in (0, 1] |
     | `levels` | sequence of int | all the source has | difficulty levels to draw from (levelled ids only) |
     | `split` | str | `"train"` | `"train"`, `"validation"` (held out, for tuning; `CuMa-Arith-v0` only) or `"test"` |
@@ -168,7 +170,7 @@ class CuMaEnv(gym.Env):
     metadata = {"render_modes": ["ansi"]}
 
     def __init__(self, task: str = "CuMa-Arith-v0", *, group_size: int = DEFAULT_GROUP_SIZE,
-                 reward: Any = "masked_majority", min_votes: int | float = 2,
+                 reward: Any = "masked_majority", min_votes: int | float = DEFAULT_MIN_VOTES,
                  levels: Sequence[int] | None = None, split: str = "train",
                  data_dir: str | os.PathLike | None = None, source: ProblemSource | None = None,
                  prompt_template: str | None = None, problem_stream: ProblemStream | None = None,

@@ -14,15 +14,24 @@ reward, so switching reward never changes the label-free statistics a curriculum
 "labels?" is each reward's own `uses_labels` declaration, read wherever label-freeness matters (the curriculum
 statistics read a reward's values only when it declares `uses_labels = False`); a reward that does not
 declare it counts as using labels, the safe side.
+
+Your own reward, wherever a name is accepted (`make_reward`, `gym.make(..., reward=...)`, `env.reward` of an
+agent config): a `module:attr` import path, or the name an installed distribution registers in the entry point
+group `cuma.rewards`. The object there may be a class (built with no arguments) whose instances are rewards, a
+`GroupReward` instance, or a plain function `fn(group) -> GroupOutcome | G floats`. It is reported under the
+name it was given (`info["reward_name"]`), so `reward_uses_labels` finds its declaration again. Built-in names
+win over an entry point of the same name.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from cuma_env.plugins import PluginError, load_plugin, plugin_names
 from cuma_env.problems import Problem
 from cuma_env.voting import Vote
 
@@ -145,15 +154,20 @@ REWARDS: dict[str, Callable[[], GroupReward]] = {
 }
 
 
+REWARD_GROUP = "cuma.rewards"  # the entry point group of installed reward plugins
+_EXPECTED = "a GroupReward class or instance, or a function group -> GroupOutcome | G floats"
+
+
 class _CallableReward:
     """Adapts a user function `fn(group) -> GroupOutcome | Sequence[float]` (never masks if it returns floats).
 
     It uses labels unless `fn` declares `fn.uses_labels = False`: the adapter cannot see what `fn` reads.
+    `name`: what `info["reward_name"]` says (default: the function's name).
     """
 
-    def __init__(self, fn: Callable[[Group], GroupOutcome | Sequence[float]]):
+    def __init__(self, fn: Callable[[Group], GroupOutcome | Sequence[float]], name: str | None = None):
         self.fn = fn
-        self.name = getattr(fn, "__name__", type(fn).__name__)
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
         self.uses_labels = bool(getattr(fn, "uses_labels", True))
 
     def __call__(self, group: Group) -> GroupOutcome:
@@ -165,21 +179,53 @@ class _CallableReward:
 
 
 def reward_uses_labels(reward_name: str | None) -> bool:
-    """Whether the reward registered as `reward_name` reads labels, by its own `uses_labels` declaration.
+    """Whether the reward named `reward_name` (built-in, `module:attr` or plugin) reads labels, by its own
+    `uses_labels` declaration.
 
-    An unregistered name (a user callable, None) or a reward without the declaration counts as using labels.
+    A name that names nothing (a user callable's, None) or a reward without the declaration counts as using labels.
     """
-    factory = REWARDS.get(reward_name) if isinstance(reward_name, str) else None
-    return True if factory is None else bool(getattr(factory, "uses_labels", True))
+    if not isinstance(reward_name, str):
+        return True
+    factory = REWARDS.get(reward_name)
+    return _plugin_uses_labels(reward_name) if factory is None else bool(getattr(factory, "uses_labels", True))
+
+
+@functools.lru_cache(maxsize=64)
+def _plugin_uses_labels(name: str) -> bool:
+    """Read once per process: the curriculum statistics ask for every scored group."""
+    try:
+        return bool(make_reward(name).uses_labels)
+    except (TypeError, ValueError):
+        return True
+
+
+def _plugin_reward(name: str) -> GroupReward:
+    """The reward a `module:attr` path or an installed `cuma.rewards` entry point names, under that name."""
+    obj: Any = load_plugin(name, REWARD_GROUP, what="reward", expected=_EXPECTED)
+    if obj is None:
+        installed = plugin_names(REWARD_GROUP)
+        plugins = f"; installed plugins: {', '.join(installed)}" if installed else ""
+        raise ValueError(f"unknown reward {name!r}; choose one of {sorted(REWARDS)}{plugins}, give an import path "
+                         "'module:attr', or pass a callable")
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 - a user's class may raise anything
+            raise PluginError(f"reward {name!r}: class {obj.__name__} cannot be built with no arguments "
+                              f"({' '.join(str(exc).split())}); expected {_EXPECTED}") from None
+    if not callable(obj):
+        raise PluginError(f"reward {name!r}: the object is of type {type(obj).__name__}, not callable; "
+                          f"expected {_EXPECTED}")
+    return _CallableReward(obj, name=name)
 
 
 def make_reward(reward: str | GroupReward | Callable[[Group], GroupOutcome | Sequence[float]]) -> GroupReward:
-    """A reward by name (`masked_majority`, `majority`, `self_certainty`, `ground_truth`) or a callable."""
+    """A reward by name (`masked_majority`, `majority`, `self_certainty`, `ground_truth`), by `module:attr` path
+    or installed plugin name (see the module docstring), or a callable. A bad path is one `PluginError` line."""
     if isinstance(reward, str):
-        try:
+        if reward in REWARDS:
             return REWARDS[reward]()
-        except KeyError:
-            raise ValueError(f"unknown reward {reward!r}; choose one of {sorted(REWARDS)} or pass a callable") from None
+        return _plugin_reward(reward.strip())
     if hasattr(reward, "name") and hasattr(reward, "uses_labels") and callable(reward):
         return reward  # already a GroupReward
     if callable(reward):

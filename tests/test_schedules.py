@@ -229,21 +229,25 @@ def test_state_round_trips_through_json_and_continues_identically(name, history,
     assert restored.state_dict() == original.state_dict()
 
 
-# --- one definition of answer concentration (the logged collapse metric and the guard) ------------------
+# --- one definition of collapse (the logged metric, TRL's, and the guard) -----------------------------
 def test_logged_collapse_and_the_guard_share_one_concentration():
     from collections import Counter
 
-    from cuma_env.episode import answer_concentration, prompt_concentration
+    from cuma_env.episode import collapse, prompt_concentration, vote_metrics
 
     majorities = ["7", "7", "3", None, "7", "12", "3"]
     labels = [m for m in majorities if m is not None]
-    logged = answer_concentration(majorities)
-    assert logged == Counter(labels).most_common(1)[0][1] / len(labels)  # the metric as it was logged
-    assert (logged, len(labels)) == prompt_concentration((None, m) for m in majorities)  # prompts without ids
-    assert answer_concentration([None, None]) == 0.0 and prompt_concentration([]) == (0.0, 0)
-    # the guard counts each prompt once (its latest majority): a prompt drawn again is not a second vote
-    assert prompt_concentration([("a", "7"), ("a", "7"), ("b", "3")]) == (0.5, 2)
-    assert answer_concentration(["7", "7", "3"]) == 2 / 3
+    infos = [{"majority": m} for m in majorities]  # groups without a problem id: each its own prompt
+    logged = collapse(infos)
+    assert logged == Counter(labels).most_common(1)[0][1] / len(labels)
+    assert (logged, len(labels)) == prompt_concentration((None, m) for m in majorities)
+    assert collapse([{"majority": None}] * 2) == 0.0 and prompt_concentration([]) == (0.0, 0)
+    # every reader counts each prompt once (its latest majority): a prompt drawn again is not a second vote
+    drawn_twice = [{"problem_id": "a", "majority": "7"}, {"problem_id": "a", "majority": "7"},
+                   {"problem_id": "b", "majority": "3"}]
+    assert collapse(drawn_twice) == prompt_concentration([("a", "7"), ("a", "7"), ("b", "3")])[0] == 0.5
+    scored = [{**i, "rewards": [1.0, 0.0], "masked": False, "agreement": 0.5, "parse_rate": 1.0} for i in drawn_twice]
+    assert vote_metrics(scored)["collapse"] == 0.5 and vote_metrics([])["collapse"] is None
     schedule = AgreementGated(concentration_min=4, concentration_window=8)
     feed(schedule, lambda lv, i: group(lv, str(i % 3), 8, pid=f"q{i % 5}"), 12)
     window = [(f"q{i % 5}", str(i % 3)) for i in range(12)][-8:]
