@@ -1,4 +1,5 @@
-"""The learner: TorchRL's `GRPOLoss` on the kept groups, AdamW with warm-up + cosine, gradient clipping.
+"""The learner: TorchRL's `GRPOLoss` (or `DAPO`, `CISPOLoss`: `train.loss`, agents/losses.py) on the kept groups,
+AdamW with warm-up + cosine, gradient clipping.
 
     learner = Learner(policy, config.train)
     stats = learner.step(batch.data)        # one optimizer step; returns loss / grad norm / KL / ...
@@ -9,8 +10,8 @@ Speed and correctness choices:
   `skip_uniform_groups` every other group whose advantages are all zero is dropped here (its gradient is
   exactly zero; it would only dilute the token mean).
 - On-policy reuse: there is one optimizer step per batch, so the "old" log-probs equal the current ones.
-  `OnPolicyGRPOLoss` takes them from the loss's own forward, detached (ratio 1, gradient of the ratio
-  intact), instead of a second scoring pass. This also sidesteps gotcha 1 (`log_probs.full` is None after
+  The loss (`agents.losses.OnPolicy`) takes them from its own forward, detached (ratio 1, gradient of the
+  ratio intact), instead of a second scoring pass. This also sidesteps gotcha 1 (`log_probs.full` is None after
   `TransformersWrapper` generation). The scorer is a tokens-mode wrapper, so the loss uses the `sft` masking
   strategy (gotcha 4: tokens-mode actor + `sft`).
 - Optional KL to a frozen reference (`kl_coef > 0`): the reference's log-probs are computed for the kept
@@ -33,9 +34,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torchrl.objectives.llm import GRPOLoss
 
 from agents.config import TrainConfig
+from agents.losses import GRPOLoss, OnPolicyGRPOLoss, make_loss  # noqa: F401 - GRPOLoss, OnPolicyGRPOLoss: re-exported
 from agents.policy import Policy
 
 REF_KEY = ("next", "ref_log_probs", "full")
@@ -45,20 +46,6 @@ REF_KEY = ("next", "ref_log_probs", "full")
 LOSS_KEYS = ((("tokens", "full"), None), (("tokens", "prompt"), None), (("masks", "all_attention_mask"), False),
              (("masks", "all_assistant_mask"), False), ("advantage", 0.0), (("log_probs", "full"), 0.0),
              (REF_KEY, 0.0), (("collector", "mask"), False), ("shifted_valid", False))
-
-
-class OnPolicyGRPOLoss(GRPOLoss):
-    """`GRPOLoss` whose old log-probs come from the same forward, detached (one step per batch)."""
-
-    def _log_weight(self, tensordict, adv_shape):
-        cur_log_prob, dist, _ = self._get_cur_log_prob(tensordict)
-        mask = dist.mask
-        cur_log_prob = torch.where(mask, cur_log_prob, 0.0)
-        prev_log_prob = cur_log_prob.detach()
-        log_weight = (cur_log_prob - prev_log_prob).unsqueeze(-1)
-        kl_approx = (prev_log_prob - cur_log_prob).unsqueeze(-1)
-        tensordict.set("_cur_log_prob", cur_log_prob)
-        return log_weight, dist, kl_approx, mask
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
@@ -128,10 +115,7 @@ def response_tokens(batch: Any) -> int:
 class Learner:
     def __init__(self, policy: Policy, config: TrainConfig, group_size: int):
         self.policy, self.config, self.group_size = policy, config, group_size
-        self.loss_module = OnPolicyGRPOLoss(
-            policy.scorer, clip_epsilon=config.clip_epsilon, entropy_bonus=config.entropy_coef > 0,
-            entropy_coeff=config.entropy_coef, kl_to_ref_coeff=config.kl_coef or None, masking_strategy="sft",
-            aggregation=config.aggregation, device=policy.device)
+        self.loss_module = make_loss(policy.scorer, config, policy.device)  # train.loss: agents/losses.py
         params = [p for p in policy.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.adam_betas),
                                            weight_decay=config.weight_decay)
