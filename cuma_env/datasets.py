@@ -1,7 +1,9 @@
 """Benchmark and training pools read from local JSONL files (nothing is downloaded).
 
-Files are found under an explicit `data_dir` argument or the `CUMA_DATA_DIR` environment variable, in the
-layout of the project's shared data folder (`math/`, `gsm8k/`, `aime24/`, `amc23/`). A missing file is one
+Which files there are, and how a record becomes a `Problem`, is each task's own module (`cuma_env.tasks`); this
+module reads them all the same way. Files are found under an explicit `data_dir` argument or the
+`CUMA_DATA_DIR` environment variable, in the layout of the project's shared data folder (`math/`, `gsm8k/`,
+... : `cuma_env.tasks.data_folders()`), or at a dataset's absolute path. A missing file is one
 `DataFileNotFoundError` that names the path it looked at and how to point the code elsewhere.
 A malformed line (bad JSON, not an object, a missing or mistyped field) is one `ValueError`
 `<file>:<line>: <what is wrong>`, and a file that yields no problems is a `ValueError` naming it.
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from cuma_env.problems import PoolSource, Problem
+from cuma_env.tasks.registry import DATASETS, data_folders, get_dataset
+from cuma_env.tasks.spec import Dataset, json_type
 
 DATA_DIR_ENV = "CUMA_DATA_DIR"
 
@@ -32,8 +35,13 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     if not chosen:
         raise DataFileNotFoundError(
             f"no data directory given: pass data_dir=... or set {DATA_DIR_ENV} to the folder holding "
-            "math/, gsm8k/, aime24/ and amc23/ (the procedural CuMa-Arith-v0 env needs no data)")
+            f"{folder_list()} (the procedural CuMa-Arith-v0 env needs no data)")
     return Path(chosen).expanduser()
+
+
+def folder_list() -> str:
+    """`math/, gsm8k/, aime24/, amc23/`: the data folder's subdirectories the registered tasks read."""
+    return ", ".join(data_folders()) or "the tasks' data files"
 
 
 def data_file(relative: str, data_dir: str | os.PathLike | None = None) -> Path:
@@ -66,18 +74,10 @@ def numbered_records(path: Path) -> Iterator[tuple[int, Any]]:
         raise ValueError(f"{path}:{_first_undecodable_line(path)}: not UTF-8 text ({exc.reason})") from None
 
 
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "true/false",
-               type(None): "null"}
-
-
-def _json_type(value: object) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
 def _record_error(path: Path, number: int, record: object, exc: Exception) -> ValueError:
     """The one-line `ValueError` for a record its reader could not turn into a problem (the slow path only)."""
     if not isinstance(record, dict):
-        why = f"expected a JSON object, got {_json_type(record)}"
+        why = f"expected a JSON object, got {json_type(record)}"
     elif isinstance(exc, KeyError):
         why = f"missing field {exc.args[0]!r}"
     else:
@@ -95,7 +95,7 @@ def _first_undecodable_line(path: Path) -> int | str:
     return "?"
 
 
-def _read_problems(path: Path, build: Callable[[dict, int], Problem | None], *, skipped: str = "") -> list[Problem]:
+def read_problems(path: Path, build: Callable[[dict, int], Problem | None], *, skipped: str = "") -> list[Problem]:
     """`build(record, index)` for each record in file order (None drops it); a bad line or a file that yields
     no problems is one `ValueError` naming the file (and line, and field or JSON error)."""
     problems: list[Problem] = []
@@ -114,79 +114,39 @@ def _read_problems(path: Path, build: Callable[[dict, int], Problem | None], *, 
     return problems
 
 
-_GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
+def _read_dataset(dataset: Dataset, path: Path) -> list[Problem]:
+    return read_problems(path, dataset.record, skipped=dataset.skipped)
 
 
-def gsm8k_final_answer(solution: str) -> str:
-    """The number after `####`, thousands separators removed (`#### 1,200` -> `1200`)."""
-    try:
-        match = _GSM8K_FINAL.search(solution)
-    except TypeError:
-        raise ValueError(f"field 'answer' must be a string ending in '#### <answer>', got "
-                         f"{_json_type(solution)}") from None
-    if not match:
-        raise ValueError(f"GSM8K solution without a '#### <answer>' line: {solution[-80:]!r}")
-    return match.group(1).replace(",", "").strip()
-
-
-def _math_problem(record: dict, source: str) -> Problem:
-    return Problem(id=record["unique_id"], prompt=record["problem"], level=record.get("level"), source=source,
-                   answer=record.get("answer"), meta={"subject": record.get("subject")})
-
-
-def _gsm8k_problem(record: dict, index: int, split: str) -> Problem:
-    return Problem(id=f"gsm8k/{split}/{index}", prompt=record["question"], level=None, source="gsm8k",
-                   answer=gsm8k_final_answer(record["answer"]))
-
-
-def _competition_problem(record: dict, index: int, source: str) -> Problem:
-    answer = record["answer"]
-    if not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
-        raise ValueError(f"field 'answer' must be a string or a number, got {_json_type(answer)}")
-    if isinstance(answer, float) and answer.is_integer():
-        answer = int(answer)
-    if source == "aime24" and isinstance(answer, str) and answer.isdigit():
-        answer = str(int(answer))  # "025" -> "25"
-    return Problem(id=f"{source}/{record.get('id', index)}", prompt=record["problem"], level=None,
-                   source=source, answer=str(answer))
-
-
-def _math_pool_problem(record: dict, index: int) -> Problem | None:
-    # Two MATH records have "Level ?" (level null); they cannot sit in a levelled curriculum.
-    return _math_problem(record, "math") if record.get("level") is not None else None
-
-
-def _load_math_pool(path: Path) -> list[Problem]:
-    return _read_problems(path, _math_pool_problem, skipped="has a difficulty level (level null)")
-
-
-# name -> (relative path, record reader)
-_DATASETS: dict[str, tuple[str, Callable[[Path], list[Problem]]]] = {
-    "math": ("math/prm800k_train_12k.jsonl", _load_math_pool),
-    "math500": ("math/math500_test.jsonl", lambda p: _read_problems(p, lambda r, i: _math_problem(r, "math500"))),
-    "gsm8k_train": ("gsm8k/train.jsonl", lambda p: _read_problems(p, lambda r, i: _gsm8k_problem(r, i, "train"))),
-    "gsm8k_test": ("gsm8k/test.jsonl", lambda p: _read_problems(p, lambda r, i: _gsm8k_problem(r, i, "test"))),
-    "aime24": ("aime24/test.jsonl", lambda p: _read_problems(p, lambda r, i: _competition_problem(r, i, "aime24"))),
-    "amc23": ("amc23/test.jsonl", lambda p: _read_problems(p, lambda r, i: _competition_problem(r, i, "amc23"))),
-}
-DATASETS: tuple[str, ...] = tuple(_DATASETS)
+def dataset_path(dataset: Dataset, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where a dataset's file is: its absolute path, or its path under the data folder (checked either way)."""
+    path = Path(dataset.path).expanduser()
+    if not path.is_absolute():
+        return data_file(dataset.path, data_dir)
+    if not path.is_file():
+        raise DataFileNotFoundError(f"data file not found: {path} (the absolute path of dataset {dataset.name!r})")
+    return path
 
 
 @lru_cache(maxsize=16)
-def _load_cached(name: str, path: Path, mtime: float) -> tuple[Problem, ...]:
-    return tuple(_DATASETS[name][1](path))
+def _load_cached(dataset: Dataset, path: Path, mtime: float) -> tuple[Problem, ...]:
+    return tuple(_read_dataset(dataset, path))
 
 
-def load_problems(name: str, data_dir: str | os.PathLike | None = None) -> list[Problem]:
-    """All problems of one named dataset (see `DATASETS`), in file order."""
-    if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    path = data_file(_DATASETS[name][0], data_dir).resolve()
-    return list(_load_cached(name, path, path.stat().st_mtime))
+def load_problems(name: str | Dataset, data_dir: str | os.PathLike | None = None) -> list[Problem]:
+    """All problems of one dataset (a name in `DATASETS`, or a `cuma_env.tasks.Dataset`), in file order."""
+    dataset = get_dataset(name)
+    path = dataset_path(dataset, data_dir).resolve()
+    return list(_load_cached(dataset, path, path.stat().st_mtime))
 
 
-def load_source(name: str, data_dir: str | os.PathLike | None = None,
+def load_source(name: str | Dataset, data_dir: str | os.PathLike | None = None,
                 levels: Sequence[int] | None = None) -> PoolSource:
-    """A named dataset as a `PoolSource`, optionally restricted to some levels (MATH pools only)."""
-    source = PoolSource(name, load_problems(name, data_dir))
+    """A dataset as a `PoolSource`, optionally restricted to some levels (MATH pools only)."""
+    dataset = get_dataset(name)
+    source = PoolSource(dataset.name, load_problems(dataset, data_dir))
     return source if levels is None else source.filter_levels(levels)
+
+
+__all__ = ["DATASETS", "DATA_DIR_ENV", "DataFileNotFoundError", "data_file", "dataset_path", "folder_list",
+           "load_problems", "load_source", "numbered_records", "read_jsonl", "read_problems", "resolve_data_dir"]

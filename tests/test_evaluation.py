@@ -185,16 +185,17 @@ def test_a_new_catalog_row_is_a_bench_of_evaluate_and_cuma_eval(monkeypatch, pol
 
 
 def test_a_new_catalog_row_over_a_jsonl_file_is_one_unlevelled_bench(monkeypatch, policy, tmp_path):
-    """A file-backed task: its dataset (registered in cuma_env.datasets) gives the bench's problems, in file
+    """A file-backed task: its dataset (a `cuma_env.tasks.Dataset`) gives the bench's problems, in file
     order, as one row `all` when the task has no levels; the policy is graded on them."""
-    from cuma_env import catalog, datasets
+    from cuma_env import catalog
+    from cuma_env.tasks import Dataset
+    from cuma_env.tasks.competition import competition_reader
 
     (tmp_path / "toy").mkdir()
     lines = [{"id": i, "problem": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(5)]
     (tmp_path / "toy" / "test.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    reader = datasets._DATASETS["amc23"][1]  # the competition layout: id, problem, answer
-    monkeypatch.setitem(datasets._DATASETS, "toy", ("toy/test.jsonl", reader))
-    row = catalog.Task("CuMa-Toy-v0", "five additions", {"test": "toy"}, template="compact", levelled=False,
+    toy = Dataset("toy", "toy/test.jsonl", competition_reader("toy"))  # the layout: id, problem, answer
+    row = catalog.Task("CuMa-Toy-v0", "five additions", {"test": toy}, template="compact", levelled=False,
                        bench="toy")
     monkeypatch.setitem(catalog.TASKS, row.env_id, row)
     problems, template = bench_problems("toy", 4, data_dir=tmp_path)

@@ -7,8 +7,9 @@
   cuma eval --model tiny --bench gsm8k --n 200 --out evals/tiny
 
 --model takes `tiny` (the embedded base), a model directory, a hub id, or a run directory of `cuma train`.
-Benches are the rows of the task catalog (cuma_env/catalog.py) that name one; the file ones (math500, gsm8k,
-aime24, amc23) read $CUMA_DATA_DIR (or --data-dir). Writes eval-<bench>.json and eval-<bench>.csv under --out
+Benches are the tasks that name one (cuma_env/tasks/: one module each, installed plugins' too), or a task's
+`module:Attr` path (`--bench my_words:TASK`, docs/extending.md); the file ones (math500, gsm8k, aime24, amc23)
+read $CUMA_DATA_DIR (or --data-dir). Writes eval-<bench>.json and eval-<bench>.csv under --out
 (default: the current directory).
 """
 
@@ -38,7 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("eval", help="pass@1 greedy and maj@k per level on a benchmark",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, metavar="PATH", help="tiny | model dir | hub id | run dir")
-    parser.add_argument("--bench", required=True, choices=bench_names())
+    parser.add_argument("--bench", required=True, metavar="BENCH",
+                        help=f"{' | '.join(bench_names())} | module:Attr (a task of your own)")
     parser.add_argument("--split", default=None, help="a held-out split of the bench (default test; arith also has "
                         "validation, the one to tune on)")
     parser.add_argument("--samples", type=int, default=8, help="k of maj@k and sampled pass@1 (default 8)")
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from agents.config import ModelConfig, RolloutConfig
     from agents.evaluation import (
         bench_problems,
+        bench_task,
         context_overflow,
         default_max_new_tokens,
         default_n,
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     try:
+        args.bench = bench_task(args.bench).bench  # a module:Attr path: its task's bench name (file names)
         _check(args)
         model_path, state = resolve_model(args.model)
         n = args.n if args.n is not None else default_n(args.bench)

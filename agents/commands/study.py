@@ -5,15 +5,17 @@ bootstrap intervals per world and pooled over the held-out worlds (docs/study-pr
   cuma study --out runs/study                # the protocol's grid (hours); the same --out again resumes:
                                              # finished cells are skipped, an interrupted one resumed
   cuma study --worlds my-worlds.yaml --arms base ttrl cuma_gated --seeds 3 --jobs 2
+  cuma study --arms-file my-arms.yaml --arms base cuma_gated mine   # arms of your own (docs/extending.md)
   cuma study --dry-run                       # the grid, the bases to train and the samples, nothing run
   cuma study --out runs/study --export DIR   # finished cells only (results, no run directories), to carry over
   cuma study --out runs/study --merge DIR    # take in another machine's or session's cells, then run the rest
   cuma study --out runs/study --compare DIR  # a re-run elsewhere: identical per-problem results? (exit 1 if not)
 
 A world is a tiny-base configuration (name, role: design | held_out, TinyBaseConfig fields); the shipped file
-is agents/experiments/study_worlds/default.yaml. Writes to --out (default runs/study-<date>-<time>): study.json,
-study.md, forest.png and cells/<world>/<arm>-s<seed>/ (cell.json, per_problem.json and a `cuma train` run
-directory). See agents/experiments/study.py.
+is agents/experiments/study_worlds/default.yaml. An arms file adds arms (a `cuma reproduce` method plus
+overrides, as the shipped ones) and contrasts: agents/experiments/study_arms_file.py. Writes to --out
+(default runs/study-<date>-<time>): study.json, study.md, forest.png and cells/<world>/<arm>-s<seed>/ (cell.json,
+per_problem.json and a `cuma train` run directory). See agents/experiments/study.py.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help=f"one world (the design one), arms base and cuma_gated, one seed, {QUICK_STEPS} steps")
     parser.add_argument("--arms", nargs="+", metavar="ARM", default=None,
-                        help=f"a subset of: {' '.join(ARM_ORDER)} (comma- or space-separated; default all)")
+                        help=f"a subset of: {' '.join(ARM_ORDER)} and the --arms-file arms (comma- or "
+                             "space-separated; default all)")
+    parser.add_argument("--arms-file", type=Path, metavar="FILE",
+                        help="a YAML or JSON file of arms of your own (name, method, overrides, votes, description) "
+                             "and contrasts; they join the shipped arms")
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="RL seeds 0..N-1 per (world, arm) (default: each world's `seeds`, 5 design / 3 held-out)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per trained cell (default 120)")
@@ -65,9 +71,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def make_plan(args: argparse.Namespace):
     """The `StudyPlan` of the arguments; `ValueError` (or `ConfigError`) naming what to fix."""
+    from agents.config import ConfigError
     from agents.experiments.bootstrap import B_DEFAULT
     from agents.experiments.study import StudyPlan, quick_plan, study_budget
-    from agents.experiments.study_arms import ARM_ORDER
+    from agents.experiments.study_arms import SHIPPED_TABLE
+    from agents.experiments.study_arms_file import load_arms_file
     from agents.experiments.study_cells import Cell, cell_config
     from agents.experiments.worlds import load_worlds
 
@@ -79,15 +87,22 @@ def make_plan(args: argparse.Namespace):
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     worlds = load_worlds(args.worlds)
+    table = load_arms_file(args.arms_file) if args.arms_file is not None else SHIPPED_TABLE
     n_boot = args.bootstrap or B_DEFAULT
     if args.quick:
-        plan = quick_plan(worlds, overrides, args.steps, args.n_per_level)
-        plan = StudyPlan(plan.worlds, tuple(arms) or plan.arms, plan.budget, args.split, args.seeds or 1, n_boot)
+        plan = quick_plan(worlds, overrides, args.steps, args.n_per_level, table)
+        plan = StudyPlan(plan.worlds, tuple(arms) or plan.arms, plan.budget, args.split, args.seeds or 1, n_boot,
+                         table)
     else:
-        plan = StudyPlan(tuple(worlds), tuple(arms) or ARM_ORDER, study_budget(args.steps, args.n_per_level, overrides),
-                         args.split, args.seeds, n_boot)
+        plan = StudyPlan(tuple(worlds), tuple(arms) or table.order,
+                         study_budget(args.steps, args.n_per_level, overrides), args.split, args.seeds, n_boot, table)
     for arm in plan.arms:  # every arm's config is valid before any base trains (on the default base's path)
-        config = cell_config(Cell(plan.worlds[0], arm, 0), plan.budget, "tiny", plan.split)
+        try:
+            config = cell_config(Cell(plan.worlds[0], arm, 0, plan.table.arm(arm)), plan.budget, "tiny", plan.split)
+        except ConfigError as exc:
+            if not plan.table.is_added(arm):
+                raise
+            raise ConfigError(f"arm {arm!r} of {args.arms_file}: {exc}") from None
     from agents.policy import check_vllm, resolve_device
 
     device = resolve_device(config.model.device)  # the device and backend every cell uses exist here
@@ -97,12 +112,11 @@ def make_plan(args: argparse.Namespace):
 
 
 def describe(plan) -> str:
-    from agents.experiments.study_arms import ARMS
     from agents.experiments.study_cells import cell_config
     from agents.tiny.cache import base_path, is_built
 
     cells = plan.cells()
-    trained = [c for c in cells if ARMS[c.arm].trains]
+    trained = [c for c in cells if c.arm_spec.trains]
     steps = plan.budget.steps
     rollout = cell_config(trained[0], plan.budget, "tiny").rollout if trained else None
     samples = f", {steps * rollout.prompts_per_step * rollout.group_size} training completions" if rollout else ""

@@ -24,7 +24,7 @@ from typing import Any
 
 from agents.experiments.bootstrap import B_DEFAULT, RNG_SEED
 from agents.experiments.reproduce import EVAL_N_PER_LEVEL, FULL_STEPS, Budget
-from agents.experiments.study_arms import ARMS, QUICK_ARMS, check_arms
+from agents.experiments.study_arms import QUICK_ARMS, SHIPPED_TABLE, ArmTable
 from agents.experiments.study_cells import Cell, DifferentCellError, cell_spec, check_split, finished, run_cell, worker
 from agents.experiments.worlds import World, base_info, model_path
 
@@ -54,9 +54,10 @@ class StudyPlan:
     split: str = "test"            # the evaluation split: validation while tuning, test for the final runs
     seeds: int | None = None       # RL seeds per (world, arm); None: each world's own `seeds`
     n_boot: int = B_DEFAULT
+    table: ArmTable = SHIPPED_TABLE  # the arms it may run: the shipped ones, plus an arms file's
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arms", tuple(check_arms(self.arms)))
+        object.__setattr__(self, "arms", tuple(self.table.check(self.arms)))
         if not self.worlds:
             raise ValueError("a study needs at least one world")
         if self.seeds is not None and self.seeds < 1 or self.n_boot < 100:
@@ -71,22 +72,31 @@ class StudyPlan:
         cells = []
         for world in self.worlds:
             for arm in self.arms:
-                if ARMS[arm].design_only and world.role != "design":
+                spec = self.table.arm(arm)
+                if spec.design_only and world.role != "design":
                     continue
-                cells += [Cell(world, arm, 0)] if arm == "base" else [Cell(world, arm, s) for s in self.seeds_of(world)]
+                added = spec if self.table.is_added(arm) else None
+                cells += [Cell(world, arm, 0)] if arm == "base" else \
+                    [Cell(world, arm, s, added) for s in self.seeds_of(world)]
         return cells
 
     def to_dict(self) -> dict[str, Any]:
-        return {"worlds": [w.to_dict() for w in self.worlds], "arms": list(self.arms), "budget": asdict(self.budget),
+        plan = {"worlds": [w.to_dict() for w in self.worlds], "arms": list(self.arms), "budget": asdict(self.budget),
                 "split": self.split, "seeds": {w.name: self.seeds_of(w) for w in self.worlds},
                 "n_boot": self.n_boot, "bootstrap_rng_seed": RNG_SEED}
+        if self.table != SHIPPED_TABLE:
+            plan["arms_file"] = self.table.to_dict()
+        return plan
 
 
 def quick_plan(worlds: Sequence[World], overrides: Sequence[str] = (), steps: int | None = None,
-               n_per_level: int | None = None) -> StudyPlan:
-    """One world (the design world, else the first), base and cuma_gated, one seed, a few steps."""
+               n_per_level: int | None = None, table: ArmTable = SHIPPED_TABLE) -> StudyPlan:
+    """One world (the design world, else the first), base and cuma_gated (and an arms file's arms), one seed, a
+    few steps."""
     world = next((w for w in worlds if w.role == "design"), worlds[0])
-    return StudyPlan(worlds=(world,), arms=QUICK_ARMS, budget=quick_budget(steps, n_per_level, overrides), seeds=1)
+    arms = (*QUICK_ARMS, *(a.name for a in table.added))
+    return StudyPlan(worlds=(world,), arms=arms, budget=quick_budget(steps, n_per_level, overrides), seeds=1,
+                     table=table)
 
 
 def different_cells(out: str | Path, plan: StudyPlan, paths: dict[str, str]) -> list[Path]:
@@ -165,7 +175,7 @@ def run_study(out: str | Path, plan: StudyPlan, *, jobs: int = 1, force: bool = 
              "total_wall_s": round(time.perf_counter() - started, 1),
              "cells": [{k: r[k] for k in ("cell", "world", "arm", "seed", "per_level", "mean", "collapse", "samples",
                                           "wall_s", "run_dir")} for r in results],
-             "analysis": analyse(plan.worlds, results, n_boot=plan.n_boot)}
+             "analysis": analyse(plan.worlds, results, n_boot=plan.n_boot, table=plan.table)}
     write_outputs(out, study)
     return study
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from agents.experiments.bootstrap import B_DEFAULT, paired_interval, pooled_interval
-from agents.experiments.study_arms import ARM_ORDER, all_contrasts
+from agents.experiments.study_arms import SHIPPED_TABLE, ArmTable
 
 POOLS = {"held_out": lambda w: w.role == "held_out",
          "held_out_unread": lambda w: w.role == "held_out" and not w.read_before}
@@ -65,14 +65,16 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ma, mb, levels
 
 
-def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEFAULT) -> dict[str, Any]:
+def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEFAULT,
+            table: ArmTable = SHIPPED_TABLE) -> dict[str, Any]:
     """{"worlds": {name: {"role", "arms": {arm: summary}, "contrasts": {name: interval}}},
-    "pooled": {pool: {contrast: interval}}, "contrasts": [{name, a, b, why, hypothesis}]}."""
+    "pooled": {pool: {contrast: interval}}, "contrasts": [{name, a, b, why, hypothesis}]}; `table`: the arms
+    and contrasts the study may run (an arms file's too)."""
     by_world: dict[str, dict[str, list]] = {}
     for r in results:
         by_world.setdefault(r["world"], {}).setdefault(r["arm"], []).append(r)
     arms_present = {a for w in by_world.values() for a in w}
-    contrasts = all_contrasts([a for a in ARM_ORDER if a in arms_present])
+    contrasts = table.all_contrasts([a for a in table.order if a in arms_present])
     out: dict[str, Any] = {"worlds": {}, "pooled": {}, "n_boot": n_boot,
                            "contrasts": [{"name": c.name, "a": c.a, "b": c.b, "why": c.why,
                                           "hypothesis": c.hypothesis} for c in contrasts]}
@@ -81,7 +83,7 @@ def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEF
         arms = by_world.get(world.name, {})
         matrices[world.name] = {a: arm_matrix(rows) for a, rows in arms.items()}
         entry = {"role": world.role, "read_before": world.read_before, "description": world.description,
-                 "arms": {a: summarize_arm(arms[a]) for a in ARM_ORDER if a in arms}, "contrasts": {}}
+                 "arms": {a: summarize_arm(arms[a]) for a in table.order if a in arms}, "contrasts": {}}
         for c in contrasts:
             if c.a in arms and c.b in arms:
                 ma, mb, levels = _pair(matrices[world.name][c.a], matrices[world.name][c.b])

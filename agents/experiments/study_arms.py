@@ -5,13 +5,20 @@ Voting rules: "one" = the unanswered vote together as one cluster (TTRL's code, 
 "never" = the unanswered never vote (the package's convention, `env.empty_votes=false`). Arms are compared at
 equal optimizer steps and equal training batches; the agreement-gated arms also generate probe groups, which
 the study counts and reports as samples.
+
+`ArmTable` is what one study may run: these arms and contrasts, plus those of an arms file
+(`agents.experiments.study_arms_file`, `cuma study --arms-file`), whose cells record the arm's whole spec.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from agents.experiments.arms import METHODS
+
+VOTES = ("one", "never", "-")  # the unanswered vote as one cluster, never vote, or the arm has no vote
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,10 @@ class StudyArm:
     @property
     def labels(self) -> str:
         return METHODS[self.method].labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "method": self.method, "overrides": list(self.overrides), "votes": self.votes,
+                "design_only": self.design_only, "description": self.description}
 
 
 _GATED = "agreement-gated curriculum with probes, mask unless >= 6 of 8 agree"
@@ -75,6 +86,9 @@ class Contrast:
     def name(self) -> str:
         return f"{self.a} - {self.b}"
 
+    def to_dict(self) -> dict[str, str]:
+        return {"a": self.a, "b": self.b, "why": self.why, "hypothesis": self.hypothesis}
+
 
 CONTRASTS: tuple[Contrast, ...] = (
     Contrast("cuma_gated", "base", "the label-free gain", "H1"),
@@ -91,20 +105,98 @@ CONTRASTS: tuple[Contrast, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ArmTable:
+    """The arms a study may run, in table order, and its contrasts: the shipped ones plus `added` (an arms
+    file's, after them). The added arms' names, contrasts and hypotheses may not clash with the shipped ones."""
+
+    added: tuple[StudyArm, ...] = ()
+    added_contrasts: tuple[Contrast, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.added]
+        for arm in self.added:
+            if arm.name in ARMS:
+                raise ValueError(f"arm {arm.name!r} is a shipped arm; give yours another name")
+            if names.count(arm.name) > 1:
+                raise ValueError(f"arm {arm.name!r} is defined twice")
+            if arm.method not in METHODS:
+                raise ValueError(f"arm {arm.name!r}: unknown method {arm.method!r}; choose from {', '.join(METHODS)}")
+            if arm.votes not in VOTES:
+                raise ValueError(f"arm {arm.name!r}: votes must be one of {', '.join(VOTES)}, got {arm.votes!r}")
+        shipped = {(c.a, c.b) for c in CONTRASTS}
+        used = {c.hypothesis for c in CONTRASTS if c.hypothesis}
+        for c in self.added_contrasts:
+            unknown = [n for n in (c.a, c.b) if n not in self.arms]
+            if unknown:
+                raise ValueError(f"contrast {c.name!r}: unknown arm {unknown[0]!r}; choose from {', '.join(self.arms)}")
+            if c.a == c.b:
+                raise ValueError(f"contrast {c.name!r} compares an arm with itself")
+            if (c.a, c.b) in shipped:
+                raise ValueError(f"contrast {c.name!r} is a shipped contrast already")
+            if c.hypothesis and c.hypothesis in used:
+                raise ValueError(f"contrast {c.name!r}: hypothesis {c.hypothesis!r} is taken; give it another label")
+            used.add(c.hypothesis)
+
+    @property
+    def arms(self) -> dict[str, StudyArm]:
+        return {**ARMS, **{a.name: a for a in self.added}}
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(self.arms)
+
+    @property
+    def contrasts(self) -> tuple[Contrast, ...]:
+        return CONTRASTS + self.added_contrasts
+
+    def arm(self, name: str) -> StudyArm:
+        try:
+            return self.arms[name]
+        except KeyError:
+            raise ValueError(f"unknown arm {name!r}; choose from {', '.join(self.order)}") from None
+
+    def is_added(self, name: str) -> bool:
+        return name in {a.name for a in self.added}
+
+    def check(self, names) -> list[str]:
+        """The arms in table order; a `ValueError` naming the unknown ones."""
+        unknown = [n for n in names if n not in self.arms]
+        if unknown:
+            raise ValueError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(self.order)}")
+        return [a for a in self.order if a in set(names)]
+
+    def all_contrasts(self, arms) -> list[Contrast]:
+        """Every trained arm vs the base, then the named contrasts, for the arms present."""
+        present = set(arms)
+        vs_base = [Contrast(a, "base", "vs the base") for a in self.order if a in present and a != "base"]
+        named = [c for c in self.contrasts if c.a in present and c.b in present]
+        return [c for c in vs_base if (c.a, c.b) not in {(n.a, n.b) for n in named}] + named
+
+    def to_dict(self) -> dict[str, Any]:
+        """The added arms and contrasts (study.json's `arms_file`): a report can name them without the file."""
+        return {"arms": [a.to_dict() for a in self.added], "contrasts": [c.to_dict() for c in self.added_contrasts]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ArmTable:
+        if not data:
+            return SHIPPED_TABLE
+        arms = tuple(StudyArm(**{**a, "overrides": tuple(a.get("overrides", ()))}) for a in data.get("arms", ()))
+        return cls(arms, tuple(Contrast(**c) for c in data.get("contrasts", ())))
+
+
+SHIPPED_TABLE = ArmTable()
+
+
 def all_contrasts(arms) -> list[Contrast]:
-    """Every trained arm vs the base, then the protocol's contrasts, for the arms present."""
-    present = set(arms)
-    vs_base = [Contrast(a, "base", "vs the base") for a in ARM_ORDER if a in present and a != "base"]
-    named = [c for c in CONTRASTS if c.a in present and c.b in present]
-    return [c for c in vs_base if (c.a, c.b) not in {(n.a, n.b) for n in named}] + named
+    """Every trained arm vs the base, then the protocol's contrasts, for the arms present (shipped arms)."""
+    return SHIPPED_TABLE.all_contrasts(arms)
 
 
 def check_arms(names) -> list[str]:
-    """The arms in table order; a `ValueError` naming the unknown ones."""
-    unknown = [n for n in names if n not in ARMS]
-    if unknown:
-        raise ValueError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARM_ORDER)}")
-    return [a for a in ARM_ORDER if a in set(names)]
+    """The arms in table order; a `ValueError` naming the unknown ones (shipped arms)."""
+    return SHIPPED_TABLE.check(names)
 
 
-__all__ = ["ARMS", "ARM_ORDER", "CONTRASTS", "QUICK_ARMS", "Contrast", "StudyArm", "all_contrasts", "check_arms"]
+__all__ = ["ARMS", "ARM_ORDER", "CONTRASTS", "QUICK_ARMS", "SHIPPED_TABLE", "VOTES", "ArmTable", "Contrast",
+           "StudyArm", "all_contrasts", "check_arms"]

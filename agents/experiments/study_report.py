@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agents.experiments.study_arms import ARMS
+from agents.experiments.study_arms import ArmTable
 
 PROTOCOL = "docs/study-protocol.md"
 _ROOT = Path(__file__).resolve().parents[2]
@@ -88,11 +88,13 @@ def format_markdown(study: Mapping[str, Any]) -> str:
         if any(s.get("matches_trainer_eval") is False for s in world["arms"].values()):
             out.append("\nWARNING: a cell's per-problem greedy accuracy differs from its trainer's final evaluation.")
     out += ["", "## Arms", ""]
+    table = ArmTable.from_dict(plan.get("arms_file"))  # the shipped arms, and an arms file's
     for arm in plan["arms"]:
-        spec = ARMS[arm]
+        spec = table.arm(arm)
         extra = f" + `{' '.join(spec.overrides)}`" if spec.overrides else ""
+        origin = "; from the arms file" if table.is_added(arm) else ""
         out.append(f"- `{arm}` (method `{spec.method}`{extra}; labels in loop: "
-                   f"{'ground truth' if spec.labels == 'reward' else 'none'}): {spec.description}")
+                   f"{'ground truth' if spec.labels == 'reward' else 'none'}{origin}): {spec.description}")
     return "\n".join(out) + "\n"
 
 

@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from cuma_env import datasets
-from cuma_env.datasets import DATA_DIR_ENV, DataFileNotFoundError, read_jsonl
+from cuma_env.datasets import DATA_DIR_ENV, DataFileNotFoundError, folder_list, read_jsonl
 from cuma_env.problems import LEVELS
+from cuma_env.tasks import eval_datasets, get_dataset
 
 SEED_POOL_DATASET = "math"  # the `cuma_env.datasets` name of the MATH 12k training pool
-# the `cuma_env.datasets` names of the evaluation sets generated problems must never copy
-EVAL_SETS: tuple[str, ...] = ("math500", "gsm8k_test", "aime24", "amc23")
+
+
+def eval_sets() -> tuple[str, ...]:
+    """The dataset names of the evaluation sets generated problems must never copy: every file-backed bench's
+    (`cuma_env.tasks`; MATH-500, GSM8K test, AIME24, AMC23, and those of the tasks you add)."""
+    return tuple(eval_datasets())
 
 
 class DataFileMissing(DataFileNotFoundError):
@@ -54,11 +59,11 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if data_dir is None and not os.environ.get(DATA_DIR_ENV):
         raise DataFileMissing(
             f"no data folder given: pass --data-dir (or data_dir=) or set {DATA_DIR_ENV} to the folder that "
-            f"holds math/, gsm8k/, aime24/, amc23/")
+            f"holds {folder_list()}")
     path = datasets.resolve_data_dir(data_dir)
     if not path.is_dir():
         raise DataFileMissing(f"data folder {str(path)!r} does not exist; pass --data-dir (or data_dir=) or set "
-                              f"{DATA_DIR_ENV} to the folder that holds math/, gsm8k/, aime24/, amc23/")
+                              f"{DATA_DIR_ENV} to the folder that holds {folder_list()}")
     return path
 
 
@@ -123,19 +128,19 @@ def load_seed_pool(path: str | os.PathLike[str] | None = None,
 
 def load_eval_texts(data_dir: str | os.PathLike[str] | None = None,
                     names: Sequence[str] | None = None) -> dict[str, list[tuple[str, str]]]:
-    """{benchmark name: [(id, problem text), ...]} for MATH-500, GSM8K test, AIME24 and AMC23 (default: all)."""
+    """{benchmark name: [(id, problem text), ...]} for the evaluation sets (default: all of `eval_sets()`).
+
+    The loaders' ids are `<id_prefix><record id or line index>`; curation's keys are `<name>:<record id or index>`.
+    """
+    known = eval_sets()
     out: dict[str, list[tuple[str, str]]] = {}
-    for name in names if names is not None else EVAL_SETS:
-        if name not in EVAL_SETS:
-            raise KeyError(f"unknown evaluation set {name!r}; known: {sorted(EVAL_SETS)}")
-        prefix = _LOADER_ID_PREFIX.get(name, "")
+    for name in names if names is not None else known:
+        if name not in known:
+            raise KeyError(f"unknown evaluation set {name!r}; known: {sorted(known)}")
+        prefix = get_dataset(name).id_prefix
         out[name] = [(f"{name}:{p.id.removeprefix(prefix)}", p.prompt)
                      for p in _load_problems(name, data_dir) if p.prompt.strip()]
     return out
-
-
-# the loaders' ids are "<prefix><record id or line index>"; curation keys are "<name>:<record id or index>"
-_LOADER_ID_PREFIX = {"gsm8k_test": "gsm8k/test/", "aime24": "aime24/", "amc23": "amc23/"}
 
 
 def load_extra_texts(path: str | os.PathLike[str]) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import EVAL_SETS, load_eval_texts, load_extra_texts
+from .data import eval_sets, load_eval_texts, load_extra_texts
 
 # Spelling variants that render the same, mapped to one form.
 _LATEX_SYNONYMS = [
@@ -233,14 +233,15 @@ class NearDupIndex:
 
 def build_eval_index(data_dir: str | Path | None = None, *, names: Iterable[str] | None = None,
                      extra_files: Iterable[str | Path] = (), **kwargs) -> NearDupIndex:
-    """The contamination index: MATH-500, GSM8K test, AIME24, AMC23 (or `names`) plus any `extra_files`.
+    """The contamination index: every bench's evaluation set (`eval_sets()`: MATH-500, GSM8K test, AIME24, AMC23
+    and any task added) or `names`, plus any `extra_files`.
 
     Keyword arguments override `EVAL_INDEX_DEFAULTS`. Missing files raise `DataFileMissing`.
     """
     params = {**EVAL_INDEX_DEFAULTS, **kwargs}
     params.setdefault("name", "eval")
     index = NearDupIndex(**params)
-    texts = load_eval_texts(data_dir, list(names) if names is not None else list(EVAL_SETS))
+    texts = load_eval_texts(data_dir, list(names) if names is not None else list(eval_sets()))
     for items in texts.values():
         for key, text in items:
             index.add(key, text)
