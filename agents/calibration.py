@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from cuma_env.voting import DEFAULT_MIN_VOTES
 from curricula.calibration import Bands, Generate
 
 ARITH = "arith"  # --data for the procedural family
@@ -96,7 +97,7 @@ def make_generate(model: Any, tokenizer: Any, *, dtype: torch.dtype = torch.floa
 def calibrate_model(records: Sequence[Mapping[str, Any]], model: Any, tokenizer: Any, *, template: str,
                     n_samples: int = 8, temperature: float = 0.6, top_p: float = 1.0,
                     max_new_tokens: int = FILE_MAX_NEW_TOKENS, batch_size: int = 512, chat_template: bool = True,
-                    bands: Bands = Bands(), min_votes: int | float = 2, seed: int = 0,
+                    bands: Bands = Bands(), min_votes: int | float = DEFAULT_MIN_VOTES, seed: int = 0,
                     dtype: torch.dtype = torch.float32, progress: bool = False) -> list[dict[str, Any]]:
     """Each record plus its measured level and agreement (`curricula.calibration.calibrate`), sampled on a
     forked RNG seeded with `seed` (the same model and seed give the same levels)."""

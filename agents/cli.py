@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agents.name_clash import clash_message
+
+    clash = clash_message()  # another distribution's `agents` beside ours: one line now, not a failure deep inside
+    if clash is not None:
+        print(clash, file=sys.stderr)
+        return 1
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # more threads contend on 2 cores (docs/performance.md)
     try:
         from agents.commands import parse

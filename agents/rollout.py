@@ -28,6 +28,10 @@ Workarounds (TorchRL 0.14 gotchas, numbered as in docs/torchrl-gotchas.md):
 
 Probes (`make_probe`): the curriculum's probe hook samples a group per problem of another level with the
 current policy at the training temperature, without training, and returns `score_group` infos.
+
+The episode's knobs (`episode_settings`), the vote with its replay buffer (`vote_buffer`) and the probes are
+assembled here once, for this rollout and the Ray one (`agents.distributed`, which builds on this module). The
+trainer picks between the two, so this module never imports the Ray layer.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +47,7 @@ import torch
 
 from agents.config import Config
 from agents.policy import Policy, render_prompts
-from cuma_env.episode import EpisodeConfig, score_group
+from cuma_env.episode import EpisodeConfig, probe_hook
 from cuma_env.problems import Problem
 from cuma_env.torchrl.fast_paths import InPlaceCompose, OneStepCollector
 
@@ -128,7 +132,6 @@ class Rollout:
 
     def __init__(self, config: Config, policy: Policy):
         from tensordict import set_list_to_stack
-        from torchrl.data import LazyStackStorage, ReplayBuffer
 
         import cuma_env
 
@@ -141,14 +144,9 @@ class Rollout:
         self.stream = RecordingStream(stream, self.prompts)
         initial = stream.state_dict()
         self.env = cuma_env.make_torchrl_env(
-            e.id, tokenizer=policy.tokenizer, group_size=r.group_size, batch_size=r.group_size * r.prompts_per_step,
-            reward=e.reward, min_votes=e.min_votes, empty_votes=e.empty_votes, source=source,
-            prompt_template=e.prompt_template, problem_stream=self.stream, seed=config.seed)
-        # copy=False, handover=True: the collector's batch is fresh and never read again (see `OneStepCollector`)
-        self.vote = self.env.group_vote(drop_masked=config.train.masked_groups == "drop", copy=False)
-        self.buffer = ReplayBuffer(storage=LazyStackStorage(r.group_size * r.prompts_per_step),
-                                   transform=InPlaceCompose(self.vote, handover=True),
-                                   batch_size=r.group_size * r.prompts_per_step)
+            e.id, tokenizer=policy.tokenizer, batch_size=r.group_size * r.prompts_per_step, source=source,
+            prompt_template=e.prompt_template, problem_stream=self.stream, seed=config.seed, **episode_settings(config))
+        self.vote, self.buffer = vote_buffer(config, env=self.env)
         postproc = self._self_certainty if e.reward == "self_certainty" else None
         with warnings.catch_warnings():  # gotcha 8
             warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
@@ -207,13 +205,34 @@ def training_curriculum(config: Config, policy: Policy) -> tuple[Any, Any]:
                                     seed=config.seed, probe=probe)
 
 
-def make_rollout(config: Config, policy: Policy) -> Any:
-    """The run's rollout: this process (`rollout.workers: 1`) or Ray workers (`agents.distributed`)."""
-    if config.rollout.workers > 1:
-        from agents.distributed import RayRollout
+def episode_settings(config: Config) -> dict[str, Any]:
+    """`EpisodeConfig`'s knobs from the run's config, read once for the env, the learner-side vote and probes."""
+    e = config.env
+    return {"group_size": config.rollout.group_size, "min_votes": e.min_votes, "reward": e.reward,
+            "empty_votes": e.empty_votes, "last_number_fallback": e.last_number_fallback}
 
-        return RayRollout(config, policy)
-    return Rollout(config, policy)
+
+def vote_buffer(config: Config, env: Any = None, **binding: Any) -> tuple[Any, Any]:
+    """(`GroupVote`, the replay buffer it is the write transform of), one step's P x G rows, for both rollouts.
+
+    `env`: the TorchRL env whose config, reward, problems in flight and stream the vote reads
+    (`GroupVote.from_env`); without one (Ray: the learner holds no env), `binding` gives the vote's `problems`,
+    `problem_stream` and `source_name`, and its config is `episode_settings`. The batches written are fresh and
+    never read again (a collector's, a worker's), so the vote writes in place (`copy=False`, `handover=True`).
+    """
+    from torchrl.data import LazyStackStorage, ReplayBuffer
+
+    from cuma_env.torchrl.group_vote import GroupVote
+
+    settings = {"drop_masked": config.train.masked_groups == "drop", "copy": False}
+    if env is not None:
+        vote = env.group_vote(**settings)
+    else:
+        vote = GroupVote(config=EpisodeConfig(**episode_settings(config)), **settings, **binding)
+    rows = config.rollout.group_size * config.rollout.prompts_per_step
+    buffer = ReplayBuffer(storage=LazyStackStorage(rows), transform=InPlaceCompose(vote, handover=True),
+                          batch_size=rows)
+    return vote, buffer
 
 
 def add_self_certainty(policy: Policy, config: Config, td: Any) -> Any:
@@ -250,20 +269,14 @@ def check_training_context(policy: Policy, config: Config, source: Any, per_leve
 
 
 def make_probe(policy: Policy, config: Config):
-    """The curriculum's probe hook: `probe(level, problems) -> list[info]`, sampled without training."""
+    """The curriculum's probe hook (`cuma_env.episode.probe_hook`): `probe(level, problems) -> list[info]`,
+    sampled from `policy` at the training temperature, without training."""
     from cuma_env.catalog import get_task
-    from cuma_env.prompting import format_prompt, resolve_template
 
     e, r = config.env, config.rollout
-    template = resolve_template(e.prompt_template or get_task(e.id).template)
-    # the vote statistics are what a schedule reads; rewards needing token statistics are not computed here
-    episode = EpisodeConfig(group_size=r.group_size, min_votes=e.min_votes, empty_votes=e.empty_votes,
-                            reward="masked_majority")
 
-    def probe(level: Any, problems: Sequence[Problem]) -> list[dict[str, Any]]:
-        prompts = render_prompts(policy.tokenizer, [format_prompt(p, template) for p in problems])
-        groups = policy.generate_texts(prompts, samples=r.group_size, temperature=r.temperature,
-                                       max_new_tokens=r.max_new_tokens, top_p=r.top_p)
-        return [score_group(p, g, episode) for p, g in zip(problems, groups)]
+    def sample(texts: list[str]) -> list[list[str]]:
+        return policy.generate_texts(render_prompts(policy.tokenizer, texts), samples=r.group_size,
+                                     temperature=r.temperature, max_new_tokens=r.max_new_tokens, top_p=r.top_p)
 
-    return probe
+    return probe_hook(sample, e.prompt_template or get_task(e.id).template, EpisodeConfig(**episode_settings(config)))

@@ -32,7 +32,7 @@ from agents.checkpoint import (
 )
 from agents.config import RESUMABLE_KEYS, Config, ConfigError, diff_keys, from_dict, read_yaml, save_config
 from agents.rollout import WorkerLost
-from cuma_env.episode import answer_concentration
+from cuma_env.episode import vote_metrics
 
 
 class RunStopped(RuntimeError):
@@ -113,14 +113,11 @@ class Trainer:
         written: `ValueError`, `OSError` (a missing model or data file) or `agents.policy.BackendUnavailable`."""
         if self.built:
             return
-        from agents.evaluation import bench_problems, heldout_bench
+        from agents.evaluation import heldout_set
         from agents.policy import build_policy
-        from agents.rollout import make_rollout
 
         c = self.config
-        problems, template = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
-                                            data_dir=c.env.data_dir, split=c.eval.split)  # no RNG: order is free
-        self._heldout = (problems, c.env.prompt_template or template)  # held out, in the prompt the run trains on
+        self._heldout = heldout_set(c)  # held out, in the prompt the run trains on
         seed_everything(c.seed)
         self.policy = build_policy(c.model, c.rollout, seed=c.seed)
         self.rollout = make_rollout(c, self.policy)
@@ -215,22 +212,12 @@ class Trainer:
                             agree=f"{row['agreement']:.2f}", level=row["level"], refresh=False)
 
     def _metrics(self, batch: Any, learn: Any) -> dict[str, Any]:
-        infos = batch.infos
         summary = self.rollout.summary()
-        mean = lambda xs: statistics.fmean(xs) if xs else None  # noqa: E731
-        labelled = [i["majority_correct"] for i in infos if "majority_correct" in i]
-        correct = [c for i in infos for c in i.get("correct", [])]
-        levels = [i["level"] for i in infos if i.get("level") is not None]
+        levels = [i["level"] for i in batch.infos if i.get("level") is not None]
         return {
-            "reward": mean([r for i in infos for r in i["rewards"]]),
-            "mask_rate": mean([float(i["masked"]) for i in infos]),
-            "agreement": mean([i["agreement"] for i in infos]),
-            "majority_acc": mean([float(x) for x in labelled]),
-            "pass_rate": mean([float(x) for x in correct]),
-            "collapse": answer_concentration([i["majority"] for i in infos]),
-            "parse_rate": mean([i["parse_rate"] for i in infos]),
+            **vote_metrics(batch.infos),
             "level": summary.get("level"),
-            "batch_level": mean(levels),
+            "batch_level": statistics.fmean(levels) if levels else None,
             "kept_groups": batch.kept_groups,
             "probes": summary.get("probes"),
             "curriculum_concentration": summary.get("concentration"),
@@ -239,13 +226,9 @@ class Trainer:
         }
 
     def _evaluate(self) -> None:
-        from agents.evaluation import evaluate
+        from agents.evaluation import evaluate_heldout
 
-        c = self.config
-        problems, template = self._heldout
-        result = evaluate(self.policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
-                          max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,
-                          batch_size=c.eval.batch_size, seed=c.seed, top_p=c.rollout.top_p)
+        result = evaluate_heldout(self.policy, self.config, self._heldout)
         self.evals.append((self.step, result))
         self.outputs.log_eval(self.step, result)
 
@@ -306,6 +289,18 @@ class Trainer:
 
         return tqdm(total=self.config.train.steps, initial=self.step, desc=self.config.name, unit="step",
                     dynamic_ncols=True)
+
+
+def make_rollout(config: Config, policy: Any) -> Any:
+    """The run's rollout: this process (`rollout.workers: 1`) or Ray workers (`agents.distributed`). Picked here,
+    so `agents.rollout` never imports the Ray layer that builds on it."""
+    if config.rollout.workers > 1:
+        from agents.distributed import RayRollout
+
+        return RayRollout(config, policy)
+    from agents.rollout import Rollout
+
+    return Rollout(config, policy)
 
 
 def freeze_setup() -> bool:

@@ -1,20 +1,25 @@
 """Scoring one episode: a problem and its group of completions in, rewards and statistics out.
 
 Both environment faces (Gymnasium and TorchRL) and the replay-buffer group-vote transform call
-`score_group`, so they agree exactly on answers, votes, rewards and the info a curriculum reads.
+`score_group`, so they agree exactly on answers, votes, rewards and the info a curriculum reads. A batch's
+infos become the logged metrics in one place (`vote_metrics`, `collapse`), and a curriculum's probe hook is
+one closure (`probe_hook`) whatever samples the groups, so every trainer logs and probes alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cuma_env.answers import extract_answer
 from cuma_env.problems import Problem
+from cuma_env.prompting import format_prompt, resolve_template
 from cuma_env.rewards import Group, GroupReward, make_reward, reference_correctness
-from cuma_env.voting import majority_vote, resolve_min_votes
+from cuma_env.voting import DEFAULT_MIN_VOTES, majority_vote, resolve_min_votes
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,7 @@ class EpisodeConfig:
     """The knobs of an episode that every face shares (validated once, here)."""
 
     group_size: int = 8
-    min_votes: int | float = 2
+    min_votes: int | float = DEFAULT_MIN_VOTES
     reward: Any = "masked_majority"
     last_number_fallback: bool = True
     empty_votes: bool = False  # unparsable answers form a cluster that votes (TTRL's code); default: never vote
@@ -89,12 +94,41 @@ def score_group(problem: Problem, completions: Sequence[str], config: EpisodeCon
     return info
 
 
-def answer_concentration(majorities: Sequence[str | None]) -> float:
-    """The logged `collapse` metric: `prompt_concentration` with every entry its own prompt (1.0 = collapse).
+def probe_hook(sample: Callable[[list[str]], Sequence[Sequence[str]]], template: str, config: EpisodeConfig):
+    """A curriculum's probe hook, `probe(level, problems) -> list[info]`: `sample(prompts)` gives a group per
+    formatted prompt (sampled without training), scored with the masked-majority vote of `config`'s knobs
+    (a schedule reads the vote statistics, not rewards, so rewards needing token statistics are not computed)."""
+    template = resolve_template(template)
+    config = dataclasses.replace(config, reward="masked_majority")
 
-    A batch's groups are counted as they come, so a prompt drawn twice in one batch counts twice.
-    """
-    return prompt_concentration((None, m) for m in majorities)[0]
+    def probe(level: Any, problems: Sequence[Problem]) -> list[dict[str, Any]]:
+        groups = sample([format_prompt(p, template) for p in problems])
+        return [score_group(p, g, config) for p, g in zip(problems, groups)]
+
+    return probe
+
+
+def vote_metrics(infos: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """A batch's vote statistics, as every trainer logs them (the agent's metrics.csv, TRL's `cuma/...`):
+    reward, mask_rate, agreement, parse_rate, `collapse`; against the hidden answers, when the infos carry them
+    (diagnostics only), majority_acc and pass_rate. None where no group (or no labelled group) has the value."""
+    mean = lambda xs: statistics.fmean(xs) if xs else None  # noqa: E731
+    labelled = [float(i["majority_correct"]) for i in infos if "majority_correct" in i]
+    return {
+        "reward": mean([float(r) for i in infos for r in i["rewards"]]),
+        "mask_rate": mean([float(i["masked"]) for i in infos]),
+        "agreement": mean([float(i["agreement"]) for i in infos]),
+        "majority_acc": mean(labelled),
+        "pass_rate": mean([float(c) for i in infos for c in i.get("correct", [])]),
+        "collapse": collapse(infos) if infos else None,
+        "parse_rate": mean([float(i["parse_rate"]) for i in infos]),
+    }
+
+
+def collapse(infos: Iterable[Mapping[str, Any]]) -> float:
+    """The logged collapse sign: `prompt_concentration` of the groups' (problem_id, majority) pairs, the share of
+    the distinct prompts whose majority is the most common one (1.0 = one answer everywhere)."""
+    return prompt_concentration((i.get("problem_id"), i.get("majority")) for i in infos)[0]
 
 
 def prompt_concentration(pairs: Iterable[tuple[Hashable | None, str | None]]) -> tuple[float, int]:

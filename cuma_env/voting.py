@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from cuma_env.answers import cluster_answers
 
+DEFAULT_MIN_VOTES = 2  # the default mask threshold of every face (env, vote, trainers' rewards, the agent's config)
+
 
 @dataclass(frozen=True)
 class Vote:
@@ -71,8 +73,8 @@ def resolve_min_votes(min_votes: int | float, group_size: int, *, name: str = "m
     return max(1, math.ceil(float(min_votes) * group_size - 1e-9))
 
 
-def majority_vote(answers: Sequence[str | None], min_votes: int | float = 2, *, timeout: float = 2.0,
-                  empty_votes: bool = False) -> Vote:
+def majority_vote(answers: Sequence[str | None], min_votes: int | float = DEFAULT_MIN_VOTES, *,
+                  timeout: float = 2.0, empty_votes: bool = False) -> Vote:
     """Vote over `answers` (one extracted answer or None per completion); see the module docstring."""
     group_size = len(answers)
     threshold = resolve_min_votes(min_votes, group_size)

@@ -41,6 +41,7 @@ from cuma_env.answers import matches_reference
 from cuma_env.atomic_io import atomic_file
 from cuma_env.problems import LEVELS, Problem
 from cuma_env.prompting import format_prompt
+from cuma_env.voting import DEFAULT_MIN_VOTES
 
 DEFAULT_BANDS: tuple[float, ...] = (0.8, 0.55, 0.4, 0.3)
 ADDED_FIELDS = ("measured_level", "agreement", "masked", "majority", "majority_correct", "sample_accuracy",
@@ -130,7 +131,7 @@ def _problem(record: Mapping[str, Any], index: int) -> Problem:
 
 # --- measuring --------------------------------------------------------------------------------------
 def assess_group(completions: Sequence[str], reference: str | None = None, *, bands: Bands = Bands(),
-                 min_votes: int | float = 2) -> dict[str, Any]:
+                 min_votes: int | float = DEFAULT_MIN_VOTES) -> dict[str, Any]:
     """The fields calibration adds to a record, from one group of completions (reference: diagnostics only)."""
     from cuma_env.answers import extract_answer
     from cuma_env.voting import majority_vote
@@ -148,7 +149,7 @@ def assess_group(completions: Sequence[str], reference: str | None = None, *, ba
 
 
 def calibrate(records: Sequence[Mapping[str, Any]], generate: Generate, *, template: str = "default",
-              n_samples: int = 8, bands: Bands = Bands(), min_votes: int | float = 2, chunk: int = 64,
+              n_samples: int = 8, bands: Bands = Bands(), min_votes: int | float = DEFAULT_MIN_VOTES, chunk: int = 64,
               progress: bool = False) -> list[dict[str, Any]]:
     """Each record plus the `ADDED_FIELDS` (see `assess_group`), in input order.
 

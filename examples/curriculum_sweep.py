@@ -53,7 +53,8 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cuma_env  # noqa: E402
-from cuma_env import EpisodeConfig, format_prompt, score_group  # noqa: E402
+from cuma_env.episode import probe_hook  # noqa: E402
+from cuma_env.voting import DEFAULT_MIN_VOTES  # noqa: E402
 from curricula import CurriculumWrapper, make_schedule  # noqa: E402
 
 Policy = Callable[[Sequence[str], int], list[list[str]]]
@@ -151,25 +152,17 @@ def load_policy(kind: str, *, temperature: float = 0.6, seed: int = 0, max_new_t
     return HFSampler(model, tokenizer, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
 
 
-def make_probe(policy: Policy, config: EpisodeConfig, template: str):
-    """The probe hook for AgreementGated: sample a group per problem with `policy`, score it, never train."""
-
-    def probe(level: Any, problems: Sequence[cuma_env.Problem]) -> list[dict[str, Any]]:
-        groups = policy([format_prompt(p, template) for p in problems], config.group_size)
-        return [score_group(p, g, config) for p, g in zip(problems, groups)]
-
-    return probe
-
-
 # --- the sweep -------------------------------------------------------------------------------------
 def run_schedule(label: str, spec: dict[str, Any], *, env_id: str, policy: Policy, groups: int, batch: int,
-                 group_size: int, seed: int, min_votes: int | float = 2, probe: bool = True,
+                 group_size: int, seed: int, min_votes: int | float = DEFAULT_MIN_VOTES, probe: bool = True,
                  env_kwargs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One schedule over `groups` scored prompts, `batch` prompts per policy call; returns one row per group."""
     schedule = make_schedule(dict(spec))
     envs = [gym.make(env_id, group_size=group_size, min_votes=min_votes, **(env_kwargs or {})) for _ in range(batch)]
     base = envs[0].unwrapped
-    hook = make_probe(policy, base.config, base.template) if probe and schedule.name == "agreement_gated" else None
+    # the probe hook for AgreementGated: a group per problem from `policy`, scored, never trained on
+    sample = lambda prompts: policy(prompts, group_size)  # noqa: E731
+    hook = probe_hook(sample, base.template, base.config) if probe and schedule.name == "agreement_gated" else None
     wrapped = [CurriculumWrapper(env, schedule, seed=seed, probe=hook if i == 0 else None)
                for i, env in enumerate(envs)]
     rows: list[dict[str, Any]] = []
@@ -221,8 +214,8 @@ def run_sweep(schedules: dict[str, dict[str, Any]], *, policy_factory: Callable[
 
 # --- training each schedule with the agent (--train) -------------------------------------------------
 def train_config(spec: dict[str, Any], *, env_id: str, groups: int, batch: int, group_size: int, seed: int,
-                 min_votes: int | float = 2, probe: bool = True, temperature: float = 0.6, model_path: str = "tiny",
-                 overrides: Sequence[str] = ()) -> Any:
+                 min_votes: int | float = DEFAULT_MIN_VOTES, probe: bool = True, temperature: float = 0.6,
+                 model_path: str = "tiny", overrides: Sequence[str] = ()) -> Any:
     """The agent's `Config` for one schedule: the default preset plus the sweep's settings, then `overrides`."""
     from agents.config import load_config
 
@@ -349,7 +342,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--groups", type=int, default=640, help="scored prompts per schedule (the budget)")
     p.add_argument("--batch", type=int, default=16, help="prompts per policy call (sub-envs sharing a schedule)")
     p.add_argument("--group-size", type=int, default=8)
-    p.add_argument("--min-votes", type=float, default=2, help="mask threshold: count (>= 1) or share (< 1)")
+    p.add_argument("--min-votes", type=float, default=DEFAULT_MIN_VOTES,
+                   help="mask threshold: count (>= 1) or share (< 1)")
     p.add_argument("--policy", default="tiny-base", choices=("tiny-base", "random", "simulated"))
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--seed", type=int, default=0)

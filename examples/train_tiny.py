@@ -5,26 +5,27 @@
 `cuma train` does the same with checkpoints, evaluation, CSV metrics and the report; this is the bare loop.
 """
 
-import statistics
 import sys
 
 from agents.checkpoint import seed_everything
 from agents.config import load_config
-from agents.evaluation import bench_problems, evaluate, format_table
+from agents.evaluation import evaluate_heldout, format_table, heldout_set
 from agents.learner import Learner
 from agents.policy import build_policy
 from agents.rollout import Rollout
+from cuma_env import vote_metrics
 
 
 def main(steps: int = 40, n_per_level: int = 50) -> dict:
-    config = load_config(preset="tiny-cuma-gated", overrides=[f"train.steps={steps}"])
+    config = load_config(preset="tiny-cuma-gated",
+                         overrides=[f"train.steps={steps}", f"eval.n_per_level={n_per_level}"])
     seed_everything(config.seed)
     policy = build_policy(config.model, config.rollout)      # tiny base + TorchRL TransformersWrapper(s)
     rollout = Rollout(config, policy)                        # CuMa TorchRL env + curriculum + LLMCollector + GroupVote
     learner = Learner(policy, config.train, config.rollout.group_size)  # GRPOLoss + AdamW + warm-up/cosine
-    problems, template = bench_problems("arith", n_per_level=n_per_level)
+    heldout = heldout_set(config)                            # the arith test split's first n_per_level per level
 
-    before = evaluate(policy, problems, template, max_new_tokens=config.rollout.max_new_tokens)
+    before = evaluate_heldout(policy, config, heldout)       # the config's eval settings, as `cuma train`'s
     print(format_table(before, "held-out before:"))
     trained = []
     for step in range(1, config.train.steps + 1):
@@ -32,11 +33,10 @@ def main(steps: int = 40, n_per_level: int = 50) -> dict:
         stats = learner.step(batch.data)                     # one GRPO step on the groups that carry a gradient
         trained.append(stats.trained_groups)
         if step % 10 == 0 or step == config.train.steps:
-            agreement = statistics.fmean(i["agreement"] for i in batch.infos)
-            masked = statistics.fmean(i["masked"] for i in batch.infos)
-            print(f"step {step}: agreement {agreement:.2f}, masked {masked:.2f}, trained groups "
+            votes = vote_metrics(batch.infos)                # the metrics.csv columns of `cuma train`
+            print(f"step {step}: agreement {votes['agreement']:.2f}, masked {votes['mask_rate']:.2f}, trained groups "
                   f"{stats.trained_groups}, level {rollout.summary()['level']}")
-    after = evaluate(policy, problems, template, max_new_tokens=config.rollout.max_new_tokens)
+    after = evaluate_heldout(policy, config, heldout)
     print(format_table(after, "held-out after:"))
     rollout.shutdown()
     return {"before": before, "after": after, "trained_groups": trained, "level": rollout.summary()["level"]}

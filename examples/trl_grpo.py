@@ -28,6 +28,7 @@ from agents.tiny.cache import ensure_tiny_base
 from agents.tiny.corpus import MAX_COMPLETION_TOKENS
 from agents.tiny.model import load_tiny_base
 from cuma_env.catalog import get_task, make_source
+from cuma_env.episode import vote_metrics
 from cuma_env.integrations.trl import CuMaCallback, CurriculumFeed, generation_probe, make_reward_func
 from curricula import CurriculumStream
 
@@ -48,9 +49,9 @@ class StepLog(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         infos = self.reward.last_infos
         summary = self.feed.summary()
+        votes = vote_metrics(infos)  # the agent's metrics.csv columns, from the same function
         row = {"step": state.global_step, "step_s": time.perf_counter() - self._t0, "level": summary.get("level"),
-               "mask_rate": sum(i["masked"] for i in infos) / max(1, len(infos)),
-               "agreement": sum(i["agreement"] for i in infos) / max(1, len(infos)), "probes": summary.get("probes"),
+               "mask_rate": votes["mask_rate"], "agreement": votes["agreement"], "probes": summary.get("probes"),
                "problems": [i["problem_id"] for i in infos]}
         self.rows.append(row)
         if not self.quiet:

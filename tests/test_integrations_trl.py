@@ -77,8 +77,8 @@ def test_reward_logs_vote_diagnostics_through_log_metric():
     assert logged["cuma/mask_rate"] == pytest.approx(1 / 3)
     assert logged["cuma/agreement"] == pytest.approx((3 / 4 + 1 / 4 + 1) / 3)
     assert logged["cuma/parse_rate"] == pytest.approx((1 + 3 / 4 + 1) / 3)
-    assert logged["cuma/majority_share"] == pytest.approx(2 / 3)  # two of three prompts' majorities are "4"
-    assert "cuma/majority_correct" not in logged  # no labels were read
+    assert logged["cuma/collapse"] == pytest.approx(2 / 3)  # two of three prompts' majorities are "4"
+    assert "cuma/majority_acc" not in logged and "cuma/pass_rate" not in logged  # no labels were read
 
 
 def test_label_free_reward_never_reads_the_answer_column():
@@ -92,7 +92,7 @@ def test_label_free_reward_never_reads_the_answer_column():
     diag = make_reward_func(min_votes=2, group_size=G, label_diagnostics=True)
     assert diag(wrong[0], wrong[1], None, **wrong[2], log_metric=logged.__setitem__) == \
         reward(right[0], right[1], None, **right[2])
-    assert logged["cuma/majority_correct"] == 0.0
+    assert logged["cuma/majority_acc"] == 0.0
 
 
 def test_ground_truth_reads_answers_and_says_when_there_are_none():

@@ -27,6 +27,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cuma_env.voting import DEFAULT_MIN_VOTES
     from curricula.calibration import DEFAULT_BANDS
 
     parser = subparsers.add_parser("calibrate", help="measure problem difficulty for a model by answer agreement",
@@ -44,8 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="split of the procedural family (default train: calibrated problems are for training)")
     parser.add_argument("--bands", default=",".join(f"{t:g}" for t in DEFAULT_BANDS), metavar="T1,T2,T3,T4",
                         help="agreement thresholds of levels 1-4 (default %(default)s)")
-    parser.add_argument("--min-votes", type=float, default=2,
-                        help="mask threshold: a count (2) or a share of N (0.75) (default 2)")
+    parser.add_argument("--min-votes", type=float, default=DEFAULT_MIN_VOTES,
+                        help="mask threshold: a count (2) or a share of N (0.75) (default %(default)s)")
     parser.add_argument("--prompt-template", default=None, choices=("compact", "default"),
                         help="default: compact for arith, default otherwise")
     parser.add_argument("--no-chat-template", action="store_true",

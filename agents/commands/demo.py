@@ -13,13 +13,15 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cuma_env.voting import DEFAULT_MIN_VOTES
+
     parser = subparsers.add_parser("demo", help="play label-free episodes with the embedded tiny base",
                                    description=__doc__)
     parser.add_argument("--episodes", type=int, default=3, help="episodes per level (default 3)")
     parser.add_argument("--group-size", type=int, default=8, help="answers sampled per problem (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
-    parser.add_argument("--min-votes", type=float, default=2,
-                        help="mask threshold: a count (2) or a share of the group (0.75) (default 2)")
+    parser.add_argument("--min-votes", type=float, default=DEFAULT_MIN_VOTES,
+                        help="mask threshold: a count (2) or a share of the group (0.75) (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the episodes as JSONL here")
     return parser

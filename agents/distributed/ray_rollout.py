@@ -41,7 +41,14 @@ from agents.distributed.feed import batch_seed, post
 from agents.distributed.ray_session import RaySession
 from agents.distributed.workers import WorkerSpec, make_env, make_policy, one_step_ray_collector
 from agents.policy import Policy
-from agents.rollout import RecordingStream, RolloutBatch, WorkerLost, add_self_certainty, training_curriculum
+from agents.rollout import (
+    RecordingStream,
+    RolloutBatch,
+    WorkerLost,
+    add_self_certainty,
+    training_curriculum,
+    vote_buffer,
+)
 from cuma_env.problems import Problem
 
 
@@ -62,15 +69,10 @@ class RayRollout:
 
     def __init__(self, config: Config, policy: Policy):
         from tensordict import set_list_to_stack
-        from torchrl.data import LazyStackStorage, ReplayBuffer
-
-        from cuma_env.episode import EpisodeConfig
-        from cuma_env.torchrl.fast_paths import InPlaceCompose
-        from cuma_env.torchrl.group_vote import GroupVote
 
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
-        e, r = config.env, config.rollout
+        r = config.rollout
         layout, gpus = None, None  # vLLM workers: (replicas, GPUs per replica), the GPUs the engines hold
         if config.model.backend == "vllm":  # before Ray starts: one line where vLLM workers cannot run here
             from agents.distributed.vllm_engines import check_engines
@@ -83,13 +85,8 @@ class RayRollout:
         source, self.curriculum = training_curriculum(config, policy)
         self.stream = RecordingStream(self.curriculum, self.prompts)
         self._problems: dict[int, Problem] = {}
-        episode = EpisodeConfig(group_size=r.group_size, min_votes=e.min_votes, reward=e.reward,
-                                empty_votes=e.empty_votes)
-        self.vote = GroupVote(config=episode, problems=self._problems, problem_stream=self.stream,
-                              drop_masked=config.train.masked_groups == "drop", copy=False, source_name=source.name)
-        rows = r.group_size * r.prompts_per_step
-        self.buffer = ReplayBuffer(storage=LazyStackStorage(rows), transform=InPlaceCompose(self.vote, handover=True),
-                                   batch_size=rows)
+        self.vote, self.buffer = vote_buffer(config, problems=self._problems, problem_stream=self.stream,
+                                             source_name=source.name)
         self.session = RaySession(config.ray, self.workers, gpus=gpus)
         self.session.start()
         self.engines = None  # vLLM workers: the replicas and the weight broadcast (agents.distributed.vllm_engines)

@@ -176,18 +176,14 @@ def evals_from_run_dir(run_dir: Path) -> list[tuple[int, dict[str, Any]]]:
 def evaluate_base(seed: int, budget: Budget) -> RunRecord:
     """The `base` arm: the start model on the held-out evaluation every trained arm uses."""
     from agents.checkpoint import seed_everything
-    from agents.evaluation import bench_problems, evaluate, heldout_bench
+    from agents.evaluation import evaluate_heldout
     from agents.policy import build_policy
 
     c = method_config("base", seed, budget)
     start = time.perf_counter()
     seed_everything(c.seed)
     policy = build_policy(c.model, c.rollout, seed=c.seed)
-    problems, template = bench_problems(heldout_bench(c.env.id), c.eval.n_per_level, levels=c.env.levels,
-                                        data_dir=c.env.data_dir, split=c.eval.split)
-    result = evaluate(policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
-                      max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,
-                      batch_size=c.eval.batch_size, seed=c.seed, top_p=c.rollout.top_p)
+    result = evaluate_heldout(policy, c)
     return record_from_eval("base", seed, [(0, result)], time.perf_counter() - start)
 
 

@@ -10,15 +10,16 @@ to each other (its `RepeatSampler`). The function cuts the slice into blocks of 
 `cuma_env.integrations.score_blocks` (the Gymnasium face's `score_group`). A masked group returns None for
 every member: TRL turns None into NaN, leaves those rows out of the group mean/std and gives them advantage 0
 (TRL >= 1.6). Label-free rewards never read the dataset's `answer` column (only `ground_truth`, which
-declares `uses_labels`, or `label_diagnostics=True`, which logs `majority_correct` and changes no reward).
+declares `uses_labels`, or `label_diagnostics=True`, which logs `majority_acc` and changes no reward).
 
 A slice holds whole groups only when `per_device_train_batch_size * steps_per_generation` is a multiple of
 `num_generations`. Otherwise (several processes) the function gathers the rows of every process, votes on
 whole groups and keeps its own rows (`split_groups="gather"`, the default), or stops at its first call with
 one line naming the settings to change (`split_groups="error"`).
 
-Vote diagnostics go to TRL's logs through the `log_metric` hook it passes (`cuma/mask_rate`,
-`cuma/agreement`, `cuma/majority_share`, `cuma/parse_rate`, and `cuma/level` with a curriculum).
+Vote diagnostics go to TRL's logs through the `log_metric` hook it passes: `cuma_env.episode.vote_metrics`, the
+agent's metrics.csv columns, as `cuma/reward`, `cuma/mask_rate`, `cuma/agreement`, `cuma/collapse`,
+`cuma/parse_rate`, and `cuma/level` with a curriculum.
 `stream=` takes any `cuma_env.ProblemStream` (e.g. a `CurriculumFeed` over a `curricula.CurriculumStream`):
 it hears `observe(info)` for every group scored, in batch order, on every process. Datasets, the curriculum
 feed and its checkpoint callback: `cuma_env.integrations.trl_data`, `trl_callback`, `trl_probe`, re-exported
@@ -36,10 +37,11 @@ from typing import Any
 if importlib.util.find_spec("trl") is None:
     raise ImportError('cuma_env.integrations.trl needs TRL, which is not installed: pip install "cuma-gym[trl]"')
 
-from cuma_env.episode import EpisodeConfig, prompt_concentration
+from cuma_env.episode import EpisodeConfig, vote_metrics
 from cuma_env.integrations._groups import ScoredGroup, score_blocks
 from cuma_env.problems import Problem, ProblemStream
 from cuma_env.rewards import make_reward
+from cuma_env.voting import DEFAULT_MIN_VOTES
 
 SPLIT_GROUPS = ("gather", "error")
 NEEDS_TOKEN_STATS = ("self_certainty",)  # TRL hands a reward function no logits
@@ -58,8 +60,8 @@ def __getattr__(name: str) -> Any:  # PEP 562: datasets / transformers load only
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_reward_func(reward: Any = "masked_majority", min_votes: int | float = 2, group_size: int = 8, *,
-                     stream: ProblemStream | None = None, split_groups: str = "gather",
+def make_reward_func(reward: Any = "masked_majority", min_votes: int | float = DEFAULT_MIN_VOTES,
+                     group_size: int = 8, *, stream: ProblemStream | None = None, split_groups: str = "gather",
                      label_diagnostics: bool = False, log_prefix: str = "cuma", quiet_masked: bool = True,
                      **env_kwargs: Any) -> GroupRewardFunc:
     """A reward function with TRL's signature that scores consecutive blocks of `group_size` completions.
@@ -71,7 +73,7 @@ def make_reward_func(reward: Any = "masked_majority", min_votes: int | float = 2
         group_size: must equal `GRPOConfig.num_generations` (`CuMaCallback` checks it at trainer construction).
         stream: a `ProblemStream` told `observe(info)` for every scored group (a curriculum).
         split_groups: "gather" (vote across processes) or "error" when a process's slice splits a group.
-        label_diagnostics: also read the `answer` column to log `majority_correct` (never used for rewards).
+        label_diagnostics: also read the `answer` column to log `majority_acc` (never used for rewards).
         quiet_masked: drop TRL's "All reward functions returned None" warning, which every masked group raises.
         **env_kwargs: the other `EpisodeConfig` fields (`last_number_fallback`, `empty_votes`).
     """
@@ -165,7 +167,8 @@ class GroupRewardFunc:
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
             for name, value in vote_metrics(local_infos).items():
-                log_metric(f"{self.log_prefix}/{name}", value)
+                if value is not None:
+                    log_metric(f"{self.log_prefix}/{name}", value)
             level = _current_level(self.stream)
             if level is not None:
                 log_metric(f"{self.log_prefix}/level", float(level))
@@ -173,22 +176,6 @@ class GroupRewardFunc:
     def __repr__(self) -> str:
         return (f"GroupRewardFunc({self.reward.name!r}, min_votes={self.config.min_votes!r}, "
                 f"group_size={self.group_size}, split_groups={self.split_groups!r})")
-
-
-def vote_metrics(infos: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Mask rate, mean agreement, majority share (of the batch's prompts, the share whose majority answer is the
-    most common one: 1.0 = one answer everywhere, the collapse sign) and parse rate; `majority_correct` when the
-    infos carry labels."""
-    if not infos:
-        return {}
-    n = len(infos)
-    metrics = {"mask_rate": sum(bool(i["masked"]) for i in infos) / n,
-               "agreement": sum(float(i["agreement"]) for i in infos) / n,
-               "majority_share": prompt_concentration((i.get("problem_id"), i.get("majority")) for i in infos)[0],
-               "parse_rate": sum(float(i["parse_rate"]) for i in infos) / n}
-    if all("majority_correct" in i for i in infos):
-        metrics["majority_correct"] = sum(bool(i["majority_correct"]) for i in infos) / n
-    return metrics
 
 
 def split_message(local: int, group_size: int, world: int) -> str:

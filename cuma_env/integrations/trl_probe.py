@@ -17,33 +17,27 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from cuma_env.episode import EpisodeConfig, score_group
-from cuma_env.problems import Problem
-from cuma_env.prompting import format_prompt, resolve_template
+from cuma_env.episode import EpisodeConfig, probe_hook
+from cuma_env.voting import DEFAULT_MIN_VOTES
 
 
 def generation_probe(model: Any, tokenizer: Any, *, template: str = "default", chat: bool = True,
-                     group_size: int = 8, min_votes: int | float = 2, empty_votes: bool = False,
+                     group_size: int = 8, min_votes: int | float = DEFAULT_MIN_VOTES, empty_votes: bool = False,
                      temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
                      batch_size: int = 64):
-    """`probe(level, problems) -> list[info]`: `group_size` samples per problem, scored by `score_group` with the
-    masked-majority vote (a schedule reads the vote statistics, not rewards)."""
-    template = resolve_template(template)
-    config = EpisodeConfig(group_size=group_size, min_votes=min_votes, empty_votes=empty_votes,
-                           reward="masked_majority")
+    """`probe(level, problems) -> list[info]` (`cuma_env.episode.probe_hook`): `group_size` samples per problem
+    from `model`, each call under its own seed."""
+    config = EpisodeConfig(group_size=group_size, min_votes=min_votes, empty_votes=empty_votes)
     calls = itertools.count()
 
-    def probe(level: Any, problems: Sequence[Problem]) -> list[dict[str, Any]]:
-        texts = [format_prompt(p, template) for p in problems]
+    def sample(texts: list[str]) -> list[list[str]]:
         if chat:
             texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
                                                    add_generation_prompt=True) for t in texts]
-        groups = sample_groups(model, tokenizer, texts, group_size, seed=seed + next(calls),
-                               temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size)
-        return [score_group(p, g, config) for p, g in zip(problems, groups)]
+        return sample_groups(model, tokenizer, texts, group_size, seed=seed + next(calls), temperature=temperature,
+                             top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
-    return probe
+    return probe_hook(sample, template, config)
 
 
 def sample_groups(model: Any, tokenizer: Any, prompts: Sequence[str], n: int, *, seed: int, temperature: float,

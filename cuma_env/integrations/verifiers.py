@@ -26,6 +26,7 @@ from cuma_env.episode import EpisodeConfig
 from cuma_env.integrations._groups import score_blocks
 from cuma_env.problems import Problem, ProblemStream
 from cuma_env.prompting import format_prompt
+from cuma_env.voting import DEFAULT_MIN_VOTES
 
 PLUGIN_ID = "cuma-gym"
 TASKSET_KEYS = ("levels", "seed", "template", "data_dir")
@@ -99,7 +100,7 @@ class CuMaVoteEnvConfig(vf.EnvConfig):
     agent: vf.AgentConfig = vf.AgentConfig(harness={"id": "null"}, runtime=vf.SubprocessConfig())
     group_size: int = Field(8, ge=1)
     reward: str = "masked_majority"
-    min_votes: int | float = 2
+    min_votes: int | float = DEFAULT_MIN_VOTES
     last_number_fallback: bool = True
     empty_votes: bool = False
 
@@ -142,7 +143,8 @@ def record_group(traces: list[vf.Trace], info: Mapping[str, Any]) -> None:
 
 
 def load_environment(env_id: str = "CuMa-Arith-v0", split: str = "train", reward: str = "masked_majority",
-                     min_votes: int | float = 2, group_size: int = 8, *, problem_stream: ProblemStream | None = None,
+                     min_votes: int | float = DEFAULT_MIN_VOTES, group_size: int = 8, *,
+                     problem_stream: ProblemStream | None = None,
                      **env_kwargs: Any) -> CuMaVoteEnv:
     """The verifiers env for a CuMa task id. `levels`, `seed`, `template`, `data_dir` pick the problems;
     other keywords (`last_number_fallback`, `empty_votes`, `agent`, `timeout`, ...) go to the env config.

@@ -39,6 +39,7 @@ from cuma_env.episode import EpisodeConfig, score_group
 from cuma_env.problems import LEVELS, Problem, ProblemStream
 from cuma_env.rewards import GroupReward, make_reward
 from cuma_env.torchrl.layout import TOKEN_STATS_KEY, as_str_list, read_responses, read_token_stats
+from cuma_env.voting import DEFAULT_MIN_VOTES
 
 ProblemLookup = Callable[[Any], Problem | None] | Mapping[Any, Problem]
 
@@ -76,7 +77,8 @@ class GroupVote(Transform):
             again (e.g. a collector's fresh output); kept rows are then selected and written in place.
     """
 
-    def __init__(self, group_size: int = 8, *, min_votes: int | float = 2, reward: Any = "masked_majority",
+    def __init__(self, group_size: int = 8, *, min_votes: int | float = DEFAULT_MIN_VOTES,
+                 reward: Any = "masked_majority",
                  last_number_fallback: bool = True, empty_votes: bool = False,
                  config: EpisodeConfig | None = None, reward_fn: GroupReward | None = None,
                  problems: ProblemLookup | None = None,
