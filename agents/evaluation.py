@@ -4,10 +4,11 @@
     result = evaluate(policy, problems, template, samples=4, temperature=0.6, max_new_tokens=8)
     result["levels"][3]["greedy"], result["collapse"]
 
-Benches are the rows of the task catalog (`cuma_env.catalog.TASKS`) that name a `bench`: its `bench_split`
-is the problems (`split=` picks another held-out split: arith's `validation`, for tuning), its template and
-levelled-ness those of the task. Today: `arith` (the procedural family's test split, levels 1-5), `math500`
-(levels 1-5), `gsm8k`, `aime24`, `amc23` (no levels: one row, level `all`); the files come from
+Benches are the tasks of the registry (`cuma_env.tasks`: the built-ins, installed plugins', a `module:Attr`
+path) that name a `bench`: its `bench_split` is the problems (`split=` picks another held-out split: arith's
+`validation`, for tuning), its template and levelled-ness those of the task. Today: `arith` (the procedural
+family's test split, levels 1-5), `math500` (levels 1-5), `gsm8k`, `aime24`, `amc23` (no levels: one row,
+level `all`); the files come from
 `cuma_env.load_problems` under `$CUMA_DATA_DIR` (or `data_dir=`). During training the held-out bench is the
 training env's (`heldout_bench`), on the split `eval.split` names. Prompts are rendered exactly as the TorchRL
 env renders them (the env's template, then the tokenizer's chat template); generation is `agents.generation`.
@@ -15,7 +16,8 @@ Sampling runs under a forked, fixed-seed RNG, so evaluating never changes the tr
 and the same weights always give the same numbers.
 
 `collapse` is the share of the most common greedy answer across all evaluated prompts (1.0: one answer for
-every problem, the paper's collapse).
+every problem, the paper's collapse). A run's held-out evaluation (its problems `heldout_set`, its settings the
+config's `eval` section) is one call, `evaluate_heldout`: the trainer, the base arm and the examples make it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cuma_env.answers import matches_reference
-from cuma_env.catalog import TASKS, Task, get_task
+from cuma_env.catalog import Task, get_task
 from cuma_env.problems import LEVELS, Problem
 
 ALL = "all"
@@ -41,8 +43,10 @@ FILE_BENCH_MAX_NEW_TOKENS = 1024  # a default long enough for a real model's wor
 
 
 def benches() -> dict[str, Task]:
-    """bench name -> its task, in catalog order."""
-    return {task.bench: task for task in TASKS.values() if task.bench is not None}
+    """bench name -> its task, in catalog order (installed plugins' included)."""
+    from cuma_env.tasks import all_tasks
+
+    return {task.bench: task for task in all_tasks().values() if task.bench is not None}
 
 
 def bench_names() -> tuple[str, ...]:
@@ -50,17 +54,17 @@ def bench_names() -> tuple[str, ...]:
 
 
 def bench_task(bench: str) -> Task:
-    try:
-        return benches()[bench]
-    except KeyError:
-        raise ValueError(f"unknown bench {bench!r}; choose one of {', '.join(bench_names())}") from None
+    """The task of a bench name, or of a task's `module:Attr` path (registered on first use)."""
+    from cuma_env.tasks import find_bench
+
+    return find_bench(bench)
 
 
 def heldout_bench(env_id: str) -> str:
     """The bench that is the training env's held-out split."""
     task = get_task(env_id)
     if task.bench is None:
-        raise ValueError(f"{env_id} names no evaluation bench (`bench` in cuma_env.catalog.TASKS)")
+        raise ValueError(f"{env_id} names no evaluation bench (`bench` of its cuma_env.tasks.Task)")
     return task.bench
 
 
@@ -163,18 +167,20 @@ def _prompts(policy: Any, items: Sequence[Problem], template: str) -> list[str]:
     return render_prompts(policy.tokenizer, [format_prompt(p, template) for p in items])
 
 
-def _greedy_answers(policy: Any, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int) -> list[str | None]:
+def _greedy_answers(policy: Any, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int,
+                    last_number_fallback: bool = True) -> list[str | None]:
     """The greedy answer of each prompt: the one greedy pass that `evaluate` and `greedy_per_problem` share."""
     from cuma_env.answers import extract_answer
 
     greedy = policy.generate_texts(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return [extract_answer(g[0]) for g in greedy]
+    return [extract_answer(g[0], last_number_fallback=last_number_fallback) for g in greedy]
 
 
 def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str, *, samples: int = 4,
              temperature: float = 0.6, max_new_tokens: int = 16, batch_size: int = 512, seed: int = 0,
-             top_p: float = 1.0) -> dict[str, Any]:
-    """Greedy pass@1, sampled pass@1 (`samples` per problem), maj@`samples` per level; collapse; parse rate."""
+             top_p: float = 1.0, last_number_fallback: bool = True) -> dict[str, Any]:
+    """Greedy pass@1, sampled pass@1 (`samples` per problem), maj@`samples` per level; collapse; parse rate.
+    Answers are read by the rule the run trains with (`last_number_fallback`: `env.last_number_fallback`)."""
     from agents.generation import seeded
     from cuma_env.answers import extract_answer
     from cuma_env.voting import majority_vote
@@ -187,14 +193,15 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
             if not items:
                 continue
             prompts = _prompts(policy, items, template)
-            greedy = _greedy_answers(policy, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+            greedy = _greedy_answers(policy, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                     last_number_fallback=last_number_fallback)
             sampled = policy.generate_texts(prompts, samples=samples, temperature=temperature, top_p=top_p,
                                             max_new_tokens=max_new_tokens, batch_size=batch_size)
             greedy_answers += greedy
             g_hits = s_hits = maj_hits = parsed = 0
             for problem, answer, group in zip(items, greedy, sampled):
                 g_hits += is_correct(answer, problem.answer)
-                answers = [extract_answer(text) for text in group]
+                answers = [extract_answer(text, last_number_fallback=last_number_fallback) for text in group]
                 parsed += sum(a is not None for a in answers)
                 right = {a: is_correct(a, problem.answer) for a in set(answers)}
                 s_hits += sum(right[a] for a in answers)
@@ -207,10 +214,29 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
             "temperature": temperature, "seconds": time.perf_counter() - start}
 
 
+def heldout_set(config: Any) -> tuple[dict[Any, list[Problem]], str]:
+    """A run's held-out problems (`eval.n_per_level` per level of `eval.split` of the training env's bench; no
+    RNG, so when they are read is free) and the prompt template the run trains on."""
+    e = config.env
+    problems, template = bench_problems(heldout_bench(e.id), config.eval.n_per_level, levels=e.levels,
+                                        data_dir=e.data_dir, split=config.eval.split)
+    return problems, e.prompt_template or template
+
+
+def evaluate_heldout(policy: Any, config: Any, heldout: tuple[Any, str] | None = None) -> dict[str, Any]:
+    """`evaluate` under the run's `eval` settings on `heldout` (default: `heldout_set(config)`)."""
+    problems, template = heldout if heldout is not None else heldout_set(config)
+    c = config
+    return evaluate(policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
+                    max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,
+                    batch_size=c.eval.batch_size, seed=c.seed, top_p=c.rollout.top_p,
+                    last_number_fallback=c.env.last_number_fallback)
+
+
 def heldout_collapse(answers: Sequence[str | None]) -> float:
     """Share of held-out prompts whose greedy answer is the most common one (1.0 = one answer for everything).
 
-    Unlike `cuma_env.episode.answer_concentration` (training groups' majorities, groups without a majority
+    Unlike training's `collapse` (`cuma_env.episode.collapse`: groups' majorities, groups without a majority
     left out), every prompt counts here, answered or not: a model that stops answering does not look collapsed.
     """
     labels = [a for a in answers if a is not None]
@@ -218,7 +244,7 @@ def heldout_collapse(answers: Sequence[str | None]) -> float:
 
 
 def greedy_per_problem(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str, *,
-                       max_new_tokens: int, batch_size: int = 512) -> dict[str, Any]:
+                       max_new_tokens: int, batch_size: int = 512, last_number_fallback: bool = True) -> dict[str, Any]:
     """Greedy correctness problem by problem (for paired statistics), in the same batches as `evaluate`, so the
     per-level means equal its `greedy`: {"levels": {level: {"ids", "correct", "answered"}}, "collapse"}."""
     levels: dict[str, dict[str, list]] = {}
@@ -226,7 +252,7 @@ def greedy_per_problem(policy: Any, problems: Mapping[Any, Sequence[Problem]], t
     with _eval_mode(policy.model):
         for level, items in problems.items():
             answers = _greedy_answers(policy, _prompts(policy, items, template), max_new_tokens=max_new_tokens,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, last_number_fallback=last_number_fallback)
             answers_all += answers
             levels[str(level)] = {"ids": [p.id for p in items],
                                   "correct": [int(is_correct(a, p.answer)) for a, p in zip(answers, items)],

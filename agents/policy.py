@@ -186,8 +186,11 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
     model, tokenizer = load_model(model_config.path, device)
     if backend != "vllm":  # vLLM shares prompts through its own prefix cache
         share_prompt_prefill(model)
-    scorer = TransformersWrapper(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
-                                 return_log_probs=True, pad_output=True, device=device)
+    from agents.chosen_token_scorer import ChosenTokenScorer
+
+    scorer_class = ChosenTokenScorer if model_config.chosen_token_logprobs else TransformersWrapper
+    scorer = scorer_class(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
+                          return_log_probs=True, pad_output=True, device=device)
     policy = Policy(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend=backend,
                     generator=None, scorer=scorer, source=model_source(model_config.path))
     if backend == "vllm":

@@ -6,6 +6,9 @@
     cuma base --rebuild             # build again and replace the cache entry
     cuma base --train               # train the default base on this machine instead of installing it
     cuma base --steps 700 --reasoning-share 0 --unanswered-share 0,0,0,0,0   # the earlier bare-answer base
+    cuma base --model smollm2-135m --split validation --n-per-level 24 --budgets 64,96,192
+                                    # a real LLM (or a model directory): pass@1, maj@8, parse and mask rates
+                                    # under each answer rule and token budget (agents.model_profile)
 
 The default base is installed from the weights published with the package (the same base on every
 machine: a rebuild on another CPU gives other weights); other seeds or steps are trained here.
@@ -25,6 +28,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "base", help="build or load the embedded tiny base model and print its per-level profile",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny",
+                        help="tiny (default: the embedded base), smollm2-135m, or a model directory / hub id: "
+                             "any model other than tiny is profiled through its chat template")
+    parser.add_argument("--budgets", type=_budgets, default=None, metavar="B1,B2,...",
+                        help="--model only: token budgets to report (one generation at the largest; default 96)")
+    parser.add_argument("--template", default="default",
+                        help="--model only: prompt template (default, compact, or a string with {problem})")
+    parser.add_argument("--levels", type=_budgets, default=None, metavar="L1,L2,...",
+                        help="--model only: the arithmetic levels profiled (default 1,2,3,4,5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="--model only: torch threads (default: the cores this process may use)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base model (default 0)")
     parser.add_argument("--steps", type=int, default=None,
                         help="warm-up steps (default: the TinyBaseConfig default; another value is another base)")
@@ -57,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.n_per_level < 1 or args.samples < 1 or args.temperature <= 0:
         return fail("base", f"--n-per-level and --samples must be >= 1 and --temperature > 0, got "
                             f"{args.n_per_level}, {args.samples} and {args.temperature:g}")
+    if args.model != "tiny":
+        return _run_model(args)
     from agents.tiny.cache import ensure_tiny_base, read_metadata
     from agents.tiny.config import TinyBaseConfig
     from agents.tiny.model import count_parameters, load_tiny_base
@@ -110,6 +126,58 @@ def run(args: argparse.Namespace) -> int:
         out_file.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out_file}")
     return 0
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    """`cuma base --model NAME`: the profile of a pretrained chat model on the arithmetic split."""
+    import os
+
+    import torch
+
+    from agents.commands import check_out_file, fail
+    from agents.model_profile import profile_model
+    from agents.policy import load_model
+    from cuma_env.arithmetic import ArithmeticSource
+    from cuma_env.problems import LEVELS
+    from cuma_env.prompting import resolve_template
+
+    levels = args.levels or list(LEVELS)
+    try:
+        resolve_template(args.template)
+        if not set(levels) <= set(LEVELS):
+            raise ValueError(f"--levels must be among {list(LEVELS)}, got {levels}")
+        if args.out is not None:
+            check_out_file(args.out / "base_profile.json")
+    except (OSError, ValueError) as exc:
+        return fail("base", exc)
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    try:
+        model, tokenizer = load_model(args.model, torch.device("cpu"))
+    except (OSError, RuntimeError, ValueError) as exc:  # a failed fetch, a missing directory
+        return fail("base", f"--model {args.model}: {exc}")
+    source = ArithmeticSource(split=args.split, seed=args.eval_seed)
+    groups = {f"L{lv}": [source.get(lv, i) for i in range(min(args.n_per_level, source.size(lv)))] for lv in levels}
+    profile = profile_model(model, tokenizer, groups, model_name=args.model, template=args.template,
+                            samples=args.samples, temperature=args.temperature, budgets=args.budgets or (96,),
+                            seed=args.eval_seed, split=args.split, progress=not args.no_progress)
+    print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; split '{args.split}', "
+          f"{args.samples} samples at T={args.temperature:g}, template {args.template!r}; {profile.seconds:.0f} s")
+    print(profile.format_table())
+    if args.out is not None:
+        out_file = args.out / "base_profile.json"
+        out_file.write_text(json.dumps({"model": args.model, "profile": profile.to_dict()}, indent=2) + "\n")
+        print(f"wrote {out_file}")
+    return 0
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,96,192, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def _shares(text: str) -> tuple[float, ...]:

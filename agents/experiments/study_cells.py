@@ -2,7 +2,8 @@
 greedily problem by problem (the paired bootstrap needs per-problem 0/1, not only per-level means).
 
 A cell is a directory `cells/<world>/<arm>-s<seed>/` (the base arm, which does not train: `cells/<world>/base/`):
-    cell.json          what the cell is (world, arm, seed, the arm's full config, split, problems per level)
+    cell.json          what the cell is (world, arm, seed, the arm's full config, split, problems per level; an
+                       arms file's arm also its whole spec, so a changed file is refused, not mixed in)
     <method>-s<seed>/  the `cuma train` run directory (`agents.experiments.reproduce.run_method`: a finished run
                        is reused, an interrupted one resumed from its last checkpoint)
     per_problem.json   the final model's greedy correctness per held-out problem, written last (atomically):
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.experiments.reproduce import Budget, method_config
-from agents.experiments.study_arms import ARMS
+from agents.experiments.study_arms import ARMS, StudyArm
 from agents.experiments.worlds import World
 
 RESULT_FILE = "per_problem.json"
@@ -40,6 +41,15 @@ class Cell:
     world: World
     arm: str
     seed: int                      # the base arm has one cell per world, seed 0 (greedy evaluation: no RNG)
+    spec: StudyArm | None = None   # the arm, when it is not a shipped one (an arms file's): it travels to workers
+
+    @property
+    def arm_spec(self) -> StudyArm:
+        if self.spec is not None:
+            return self.spec
+        if self.arm not in ARMS:
+            raise ValueError(f"unknown arm {self.arm!r}: a cell of an arms file's arm carries its spec")
+        return ARMS[self.arm]
 
     @property
     def label(self) -> str:
@@ -53,27 +63,34 @@ def cell_budget(cell: Cell, budget: Budget, model_path: str, split: str = "test"
     """The study budget for this cell: the world's base, the arm's overrides, then the user's (which win), and
     last the study's evaluation split, so the trainer's own held-out evaluations read that split and no other."""
     base = () if model_path == "tiny" else (f"model.path={model_path}",)
-    return replace(budget, overrides=(*base, *ARMS[cell.arm].overrides, *budget.overrides, f"eval.split={split}"))
+    return replace(budget, overrides=(*base, *cell.arm_spec.overrides, *budget.overrides, f"eval.split={split}"))
 
 
 def cell_config(cell: Cell, budget: Budget, model_path: str, split: str = "test"):
-    return method_config(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path, split))
+    return method_config(cell.arm_spec.method, cell.seed, cell_budget(cell, budget, model_path, split))
 
 
 def cell_spec(cell: Cell, budget: Budget, model_path: str, split: str) -> dict[str, Any]:
-    """What makes a cell this cell: a finished cell with another spec is not reused."""
+    """What makes a cell this cell: a finished cell with another spec is not reused. An arm that is not shipped
+    (an arms file's) adds its whole spec (`arm_spec`); a shipped arm's spec is the one its cells always had."""
+    arm = cell.arm_spec
     config = _without_later_defaults(cell_config(cell, budget, model_path, split).to_dict())
-    if not ARMS[cell.arm].trains:  # the base is evaluated only: the training budget does not change it
+    if not arm.trains:  # the base is evaluated only: the training budget does not change it
         config = {"model": config["model"], "eval": {k: v for k, v in config["eval"].items() if k != "every"},
                   "env": {k: config["env"][k] for k in ("id", "levels", "prompt_template")},
                   "max_new_tokens": config["rollout"]["max_new_tokens"]}
-    return {"world": cell.world.name, "base_key": cell.world.base_config().key(), "arm": cell.arm,
-            "method": ARMS[cell.arm].method, "seed": cell.seed, "split": split, "config": config}
+    spec = {"world": cell.world.name, "base_key": cell.world.base_config().key(), "arm": cell.arm,
+            "method": arm.method, "seed": cell.seed, "split": split, "config": config}
+    if arm != ARMS.get(cell.arm):
+        spec["arm_spec"] = arm.to_dict()
+    return spec
 
 
 # keys added after cells were run, dropped from a spec while they hold their defaults (these defaults give the
 # numbers the cells had before the keys existed), so that finished cells stay finished
-_LATER_DEFAULTS = {("rollout", "workers"): 1, ("rollout", "mode"): "sync", ("rollout", "max_staleness"): 1}
+_LATER_DEFAULTS = {("rollout", "workers"): 1, ("rollout", "mode"): "sync", ("rollout", "max_staleness"): 1,
+                   ("train", "loss"): "grpo", ("train", "clip_epsilon_high"): None,
+                   ("env", "last_number_fallback"): True, ("model", "chosen_token_logprobs"): False}
 _LATER_SECTIONS = {"ray": {"address": None, "num_cpus_per_worker": 1.0, "num_gpus_per_worker": 0.0,
                            "vllm_replicas": None}}
 
@@ -144,10 +161,10 @@ def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split
     _write_json(directory / SPEC_FILE, spec)
     config = cell_config(cell, budget, model_path, split)
     run_dir, trainer_final, train_wall = None, None, 0.0
-    if ARMS[cell.arm].trains:
+    if cell.arm_spec.trains:
         from agents.experiments.reproduce import run_method
 
-        record = run_method(ARMS[cell.arm].method, cell.seed, cell_budget(cell, budget, model_path, split), directory,
+        record = run_method(cell.arm_spec.method, cell.seed, cell_budget(cell, budget, model_path, split), directory,
                             force=force)
         run_dir = Path(record.run_dir)
         trainer_final, train_wall = record.per_level, record.wall_s
@@ -175,7 +192,8 @@ def _evaluate(config, model_dir: str, split: str) -> dict[str, Any]:
     start = time.perf_counter()
     result = greedy_per_problem(policy, problems, config.env.prompt_template or template,
                                 max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
-                                batch_size=config.eval.batch_size)
+                                batch_size=config.eval.batch_size,
+                                last_number_fallback=config.env.last_number_fallback)
     per_level = [sum(v["correct"]) / len(v["correct"]) for v in result["levels"].values()]
     result.update(per_level=per_level, mean=sum(per_level) / len(per_level),
                   eval_s=round(time.perf_counter() - start, 2))
