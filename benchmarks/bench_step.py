@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_step.py [--rounds 11] [--steps 4] [--skip-trl] [--no-freeze]
                                                       [--json out.json]
+    python benchmarks/bench_step.py --model smollm2-135m [--rounds 3 --steps 1 --threads 2]   # a real LLM
     pip install "cuma-gym[bench]"    # TRL, optional: without it the TRL row is skipped with a message
 
 Same model (the embedded tiny base), batch (16 prompts x 8 completions), sampling (T=0.6, at most 48 new
@@ -35,6 +36,15 @@ collection lands on one step in ~10, so it moves the mean (the wall time of a ru
 ours-default alone over 40 steps, ~26 ms per step on average unfrozen, ~1 ms frozen. The table gives both;
 ratios use medians.
 
+A real LLM (`--model smollm2-135m`, or a model directory): 8 prompts x 8 completions of at most 48 new tokens,
+the env's default prompt (`Please reason step by step ... \\boxed{}`) through the model's chat template,
+`--threads` torch threads (default 2: a 135M model is compute-bound), and the smollm2 presets. Contenders:
+`trl`; `ours-ttrl` (preset smollm2-ttrl with `train.skip_uniform_groups=false`: every group enters
+forward/backward, as in TRL: the like-for-like row); `ours-ttrl-torchrl-scorer` (the same with TorchRL's own
+full-vocabulary log-softmax in the loss, `model.chosen_token_logprobs=false`: what the chosen-token scorer
+saves); `ours-ttrl-skip` (the preset as shipped: groups whose advantages are all 0 stay out of the loss);
+`minimal`. The default preset's curriculum rows are tiny-only.
+
 Ratios are TRL's median step time over each contender's (> 1: faster than TRL). The shared machine's speed
 drifts by 20-30% between minutes, so the table also gives the *paired* ratio: per timed round, TRL's median
 over the contender's median in that same round, whose median and range over rounds show how stable a ratio
@@ -64,6 +74,7 @@ PROMPTS, GROUP, TEMPERATURE, LR = 16, 8, 0.6, 3e-5
 MAX_NEW = MAX_COMPLETION_TOKENS  # the default preset's rollout.max_new_tokens; --max-new-tokens
 # The default preset's mask and group skipping on the others' problem mix (levels uniform, no curriculum)
 UNIFORM_LEVELS = ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false")
+REAL_MODEL_PROMPTS, REAL_MODEL_LEVELS = 8, (1, 2, 3)  # --model: the smollm2 presets' step and levels
 
 
 def majority_rewards(texts: list[str], group: int = GROUP) -> list[float]:
@@ -78,7 +89,8 @@ def majority_rewards(texts: list[str], group: int = GROUP) -> list[float]:
     return [float(r) for r in rewards]
 
 
-def training_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
+def training_prompts(tokenizer, n: int, seed: int = 0, template: str = "compact",
+                     levels: tuple[int, ...] | None = None) -> list[str]:
     """`n` rendered prompts (the env's exact text), levels uniform over the procedural train split."""
     import random
 
@@ -89,9 +101,9 @@ def training_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
     source, rng = ArithmeticSource("train"), random.Random(seed)
     problems = []
     for _ in range(n):
-        level = rng.choice(source.levels)
+        level = rng.choice(levels or source.levels)
         problems.append(source.get(level, rng.randrange(source.size(level))))
-    return render_prompts(tokenizer, [format_prompt(p, "compact") for p in problems])
+    return render_prompts(tokenizer, [format_prompt(p, template) for p in problems])
 
 
 # --- contenders ---------------------------------------------------------------------------------------
@@ -243,7 +255,7 @@ def median(values: list[float]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global MAX_NEW
+    global MAX_NEW, PROMPTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=11, help="alternation rounds; the first is a warm-up")
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per contender per round")
@@ -255,14 +267,24 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"generation budget of every contender (default {MAX_NEW}, the default preset's)")
     parser.add_argument("--base", type=Path, default=None,
                         help="tiny base directory (default: the cached embedded base, built on first use)")
+    parser.add_argument("--model", default=None,
+                        help="a real LLM instead of the tiny base: smollm2-135m or a model directory (8 prompts x 8, "
+                             "48 tokens, its chat template and the smollm2 presets)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default 1 for the tiny base, 2 with --model)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1 or args.max_new_tokens < 1:
-        parser.error("--rounds, --steps and --max-new-tokens must be >= 1")
+    if args.rounds < 1 or args.steps < 1 or args.max_new_tokens < 1 or (args.threads or 1) < 1:
+        parser.error("--rounds, --steps, --max-new-tokens and --threads must be >= 1")
+    if args.model and args.base:
+        parser.error("give --base (a tiny base) or --model (a real LLM), not both")
     MAX_NEW = args.max_new_tokens  # read by every contender's setup below
+    threads = args.threads or (2 if args.model else 1)
+    if args.model:
+        PROMPTS = REAL_MODEL_PROMPTS
 
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging
 
@@ -270,7 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     from agents.tiny.cache import ensure_tiny_base
 
-    base = str(args.base) if args.base else str(ensure_tiny_base(progress=True))
+    if args.model:
+        from agents.policy import model_source
+
+        base = model_source(args.model)
+    else:
+        base = str(args.base) if args.base else str(ensure_tiny_base(progress=True))
+    template, levels = ("default", REAL_MODEL_LEVELS) if args.model else ("compact", None)
     contenders: list = []
     trl_note = "skipped (--skip-trl)"
     if not args.skip_trl:
@@ -284,21 +312,30 @@ def main(argv: list[str] | None = None) -> int:
 
             from transformers import AutoTokenizer
 
-            prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512)
+            prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512, template=template, levels=levels)
             contenders.append(TRL(base, prompts, Path(tempfile.mkdtemp(prefix="bench-trl-"))))
             trl_note = f"TRL {contenders[-1].version}"
     from transformers import AutoTokenizer
 
-    prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512)
-    contenders += [Ours("ours-default", "tiny-cuma-gated", base),
-                   Ours("ours-default-uniform", "tiny-cuma-gated", base, UNIFORM_LEVELS),
-                   Ours("ours-ttrl", "tiny-ttrl", base), Minimal(base, prompts)]
+    prompts = training_prompts(AutoTokenizer.from_pretrained(base), 512, template=template, levels=levels)
+    if args.model:
+        same = (f"model.num_threads={threads}",)
+        every_group = (*same, "train.skip_uniform_groups=false")
+        contenders += [Ours("ours-ttrl", "smollm2-ttrl", base, every_group),
+                       Ours("ours-ttrl-torchrl-scorer", "smollm2-ttrl", base,
+                            (*every_group, "model.chosen_token_logprobs=false")),
+                       Ours("ours-ttrl-skip", "smollm2-ttrl", base, same), Minimal(base, prompts)]
+    else:
+        contenders += [Ours("ours-default", "tiny-cuma-gated", base),
+                       Ours("ours-default-uniform", "tiny-cuma-gated", base, UNIFORM_LEVELS),
+                       Ours("ours-ttrl", "tiny-ttrl", base), Minimal(base, prompts)]
     if not args.no_freeze:
         from agents.trainer import freeze_setup
 
         freeze_setup()  # as `cuma train` does after its setup; for every contender (one process)
-    print(f"tiny base {base}; {PROMPTS} prompts x {GROUP} completions, <= {MAX_NEW} new tokens, T={TEMPERATURE}, "
-          f"1 thread; {args.rounds} rounds x {args.steps} steps each (round 1 = warm-up); trl: {trl_note}; "
+    print(f"{args.model or 'tiny base'} {base}; {PROMPTS} prompts x {GROUP} completions, <= {MAX_NEW} new tokens, "
+          f"T={TEMPERATURE}, {threads} thread(s); {args.rounds} rounds x {args.steps} steps each "
+          f"(round 1 = warm-up); trl: {trl_note}; "
           f"gc.freeze after setup: {'no' if args.no_freeze else 'yes'}", flush=True)
     timed: dict[str, list[float]] = {c.name: [] for c in contenders}
     rounds: dict[str, list[float]] = {c.name: [] for c in contenders}  # per timed round: the round's median
@@ -344,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
             shares = ", ".join(f"L{k} {v / total:.0%}" for k, v in sorted(c.levels.items()))
             print(f"{c.name} sampled levels: {shares}")
     minimal = median(timed["minimal"])
-    for name in ("ours-default", "ours-default-uniform", "ours-ttrl"):
-        print(f"ratio minimal / {name}: {minimal / median(timed[name]):.2f}x")
+    for c in contenders:
+        if isinstance(c, Ours):
+            print(f"ratio minimal / {c.name}: {minimal / median(timed[c.name]):.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"trl": trl_note, "contenders": report}, indent=2) + "\n")
     return 0

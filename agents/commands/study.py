@@ -124,10 +124,10 @@ def describe(plan) -> str:
               f"the {plan.split} split, {plan.budget.eval_n_per_level} problems per level)")]
     for world in plan.worlds:
         mine = [c for c in cells if c.world.name == world.name]
-        state = "(published)" if world.is_default_base else "" if is_built(base_path(world.base_config())) \
-            else "(to train)"
+        state = ("(published)" if world.is_default_base else f"(presets {world.presets}-*)" if world.model
+                 else "" if is_built(base_path(world.base_config())) else "(to train)")
         lines.append(f"  {world.name} ({world.role}): {len(mine)} cells, seeds {plan.seeds_of(world)}, base "
-                     f"{world.base_config().key()} {state}; {world.description}")
+                     f"{world.base_key} {state}; {world.description}")
     lines.append(f"  arms: {', '.join(plan.arms)}")
     return "\n".join(lines)
 

@@ -99,12 +99,15 @@ def _split_evenly(total: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
-def method_config(method: str, seed: int, budget: Budget):
-    """The `agents.config.Config` of one arm: its preset, the budget, the seed, sequential stages scaled."""
+def method_config(method: str, seed: int, budget: Budget, family: str = "tiny"):
+    """The `agents.config.Config` of one arm: its preset, the budget, the seed, sequential stages scaled.
+    `family`: the presets the arm trains from (`tiny-ttrl`, or `smollm2-ttrl` for the family `smollm2`)."""
     from agents.config import load_config
 
     spec = METHODS[method]
     preset = spec.preset or "tiny-cuma-gated"  # base: any tiny preset (only model and eval keys are used)
+    if family != "tiny":
+        preset = f"{family}-{preset.removeprefix('tiny-')}"
     overrides = [f"seed={seed}", f"train.steps={budget.steps}", f"eval.every={budget.eval_every}",
                  "output.progress=false", "output.tensorboard=false", *spec.overrides, *budget.overrides]
     if budget.eval_n_per_level:

@@ -117,7 +117,9 @@ def build_bases(plan: StudyPlan, log: Callable[[str], None] = print) -> dict[str
 
     paths = {}
     for world in plan.worlds:
-        if not world.is_default_base and not is_built(base_path(world.base_config())):
+        if world.model:
+            log(f"world {world.name}: the model {world.model} (installed once if it is packaged) ...")
+        elif not world.is_default_base and not is_built(base_path(world.base_config())):
             log(f"building the base of world {world.name} (a tiny-base training run: minutes) ...")
         paths[world.name] = model_path(world, build=True, progress=True)
     return paths

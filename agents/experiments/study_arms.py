@@ -29,6 +29,8 @@ class StudyArm:
     votes: str = "never"            # how the unanswered vote: "one" (a cluster), "never", "-" (no vote)
     design_only: bool = False       # run only in the design world (the decomposition of the gated recipe)
     description: str = ""
+    tuned: tuple[str, ...] = ()     # overrides chosen in the tiny design world (stage 1): tiny worlds only; a model
+                                    # world's arms keep its presets' values
 
     @property
     def trains(self) -> bool:
@@ -39,8 +41,11 @@ class StudyArm:
         return METHODS[self.method].labels
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "method": self.method, "overrides": list(self.overrides), "votes": self.votes,
+        data = {"name": self.name, "method": self.method, "overrides": list(self.overrides), "votes": self.votes,
                 "design_only": self.design_only, "description": self.description}
+        if self.tuned:
+            data["tuned"] = list(self.tuned)
+        return data
 
 
 _GATED = "agreement-gated curriculum with probes, mask unless >= 6 of 8 agree"
@@ -51,24 +56,24 @@ _GATED = "agreement-gated curriculum with probes, mask unless >= 6 of 8 agree"
 LR_TUNED = "train.lr=3e-5"
 ARMS: dict[str, StudyArm] = {a.name: a for a in (
     StudyArm("base", "base", votes="-", description="the world's base, evaluated without training"),
-    StudyArm("oracle", "oracle", (LR_TUNED,), votes="-",
+    StudyArm("oracle", "oracle", votes="-", tuned=(LR_TUNED,),
              description="GRPO with the ground-truth reward (labelled upper bound)"),
     StudyArm("intuitor", "intuitor", votes="-", description="self-certainty reward, levels uniform"),
-    StudyArm("ttrl", "ttrl", (LR_TUNED,), votes="one",
+    StudyArm("ttrl", "ttrl", votes="one", tuned=(LR_TUNED,),
              description="TTRL as its code votes: majority reward, no mask, uniform"),
-    StudyArm("ttrl_novote", "ttrl", ("env.empty_votes=false", LR_TUNED),
+    StudyArm("ttrl_novote", "ttrl", ("env.empty_votes=false",), tuned=(LR_TUNED,),
              description="TTRL where the unanswered never vote"),
     StudyArm("cuma", "cuma", description="paper-exact CuMa: 2-vote mask, sequential curriculum D1->D5"),
-    StudyArm("cuma_gated", "cuma_gated", (LR_TUNED,), description=_GATED),
-    StudyArm("cuma_gated_vote", "cuma_gated", ("env.empty_votes=true", LR_TUNED), votes="one",
+    StudyArm("cuma_gated", "cuma_gated", tuned=(LR_TUNED,), description=_GATED),
+    StudyArm("cuma_gated_vote", "cuma_gated", ("env.empty_votes=true",), votes="one", tuned=(LR_TUNED,),
              description=f"{_GATED}; the unanswered vote as one cluster (TTRL's rule)"),
     StudyArm("gated_mask_uniform", "cuma_gated",
-             ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false", LR_TUNED),
+             ("curriculum.schedule=uniform", "curriculum.options={}", "curriculum.probe=false"), tuned=(LR_TUNED,),
              design_only=True,
              description="the gated recipe's 6-of-8 mask alone: levels uniform, no curriculum, no probes"),
-    StudyArm("gated_2vote", "cuma_gated", ("env.min_votes=2", LR_TUNED), design_only=True,
+    StudyArm("gated_2vote", "cuma_gated", ("env.min_votes=2",), tuned=(LR_TUNED,), design_only=True,
              description="the gated curriculum (with probes) and the paper's 2-vote mask"),
-    StudyArm("gated_noprobe", "cuma_gated", ("curriculum.probe=false", LR_TUNED), design_only=True,
+    StudyArm("gated_noprobe", "cuma_gated", ("curriculum.probe=false",), tuned=(LR_TUNED,), design_only=True,
              description="the gated curriculum without probes (promotes on its own agreement alone)"),
 )}
 ARM_ORDER: tuple[str, ...] = tuple(ARMS)

@@ -21,7 +21,7 @@ from typing import Any
 
 from agents.experiments.reproduce import Budget, method_config
 from agents.experiments.study_arms import ARMS, StudyArm
-from agents.experiments.worlds import World
+from agents.experiments.worlds import TINY_FAMILY, World
 
 RESULT_FILE = "per_problem.json"
 SPEC_FILE = "cell.json"
@@ -63,11 +63,14 @@ def cell_budget(cell: Cell, budget: Budget, model_path: str, split: str = "test"
     """The study budget for this cell: the world's base, the arm's overrides, then the user's (which win), and
     last the study's evaluation split, so the trainer's own held-out evaluations read that split and no other."""
     base = () if model_path == "tiny" else (f"model.path={model_path}",)
-    return replace(budget, overrides=(*base, *cell.arm_spec.overrides, *budget.overrides, f"eval.split={split}"))
+    arm = cell.arm_spec
+    tuned = arm.tuned if cell.world.presets == TINY_FAMILY else ()  # chosen in the tiny design world only
+    return replace(budget, overrides=(*base, *arm.overrides, *tuned, *budget.overrides, f"eval.split={split}"))
 
 
 def cell_config(cell: Cell, budget: Budget, model_path: str, split: str = "test"):
-    return method_config(cell.arm_spec.method, cell.seed, cell_budget(cell, budget, model_path, split))
+    return method_config(cell.arm_spec.method, cell.seed, cell_budget(cell, budget, model_path, split),
+                         family=cell.world.presets)
 
 
 def cell_spec(cell: Cell, budget: Budget, model_path: str, split: str) -> dict[str, Any]:
@@ -79,7 +82,7 @@ def cell_spec(cell: Cell, budget: Budget, model_path: str, split: str) -> dict[s
         config = {"model": config["model"], "eval": {k: v for k, v in config["eval"].items() if k != "every"},
                   "env": {k: config["env"][k] for k in ("id", "levels", "prompt_template")},
                   "max_new_tokens": config["rollout"]["max_new_tokens"]}
-    spec = {"world": cell.world.name, "base_key": cell.world.base_config().key(), "arm": cell.arm,
+    spec = {"world": cell.world.name, "base_key": cell.world.base_key, "arm": cell.arm,
             "method": arm.method, "seed": cell.seed, "split": split, "config": config}
     if arm != ARMS.get(cell.arm):
         spec["arm_spec"] = arm.to_dict()

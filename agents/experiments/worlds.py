@@ -11,8 +11,12 @@ A world file (YAML or JSON) lists them, as a list or under `worlds:`:
         seeds: 3                # optional: RL seeds per arm (default: 5 in the design world, 3 in held-out ones)
         read_before: false      # optional: a variant of this world was measured while the defaults were chosen
         description: the default corpus, base seed 1
+      - name: smollm2
+        role: held_out
+        model: smollm2-135m     # a world that is a pretrained model (a packaged name, a directory or a hub id):
+        presets: smollm2        # its arms train from the `smollm2-*` presets instead of `tiny-*`
 
-The world's base is built and cached by the same code as `cuma base` (`agents.tiny.cache.ensure_tiny_base`):
+A tiny world's base is built and cached by the same code as `cuma base` (`agents.tiny.cache.ensure_tiny_base`):
 the default configuration installs the published weights, any other trains on first use (minutes).
 """
 
@@ -28,7 +32,9 @@ from agents.tiny.config import TinyBaseConfig
 
 ROLES = ("design", "held_out")
 DEFAULT_SEEDS = {"design": 5, "held_out": 3}
-WORLD_KEYS = ("name", "role", "seeds", "read_before", "description")
+WORLD_KEYS = ("name", "role", "seeds", "read_before", "description", "model", "presets")
+TINY_FAMILY = "tiny"
+_FAMILIES = {"smollm2-135m": "smollm2"}  # packaged models whose preset family is known
 BASE_KEYS = tuple(f.name for f in fields(TinyBaseConfig))
 SHIPPED = Path(__file__).parent / "study_worlds" / "default.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -46,6 +52,8 @@ class World:
     seeds: int = 3
     read_before: bool = False
     description: str = ""
+    model: str | None = None        # a pretrained model instead of a tiny base (its arms use `presets`)
+    presets: str = TINY_FAMILY      # the preset family the arms train from: `<presets>-cuma-gated`, ...
 
     def base_config(self) -> TinyBaseConfig:
         return TinyBaseConfig.from_dict(self.base) if self.base else TinyBaseConfig()
@@ -53,11 +61,19 @@ class World:
     @property
     def is_default_base(self) -> bool:
         """The published default base (installed from its weights, `model.path: tiny`)."""
-        return self.base_config() == TinyBaseConfig()
+        return self.model is None and self.base_config() == TinyBaseConfig()
+
+    @property
+    def base_key(self) -> str:
+        """What the world's arms start from, as cell specs record it."""
+        return f"model:{self.model}" if self.model else self.base_config().key()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "seeds": self.seeds, "read_before": self.read_before,
-                "description": self.description, "base": dict(self.base), "base_key": self.base_config().key()}
+        data = {"name": self.name, "role": self.role, "seeds": self.seeds, "read_before": self.read_before,
+                "description": self.description, "base": dict(self.base), "base_key": self.base_key}
+        if self.model:
+            data.update(model=self.model, presets=self.presets)
+        return data
 
 
 def parse_world(entry: Any, where: str = "world") -> World:
@@ -86,7 +102,19 @@ def parse_world(entry: Any, where: str = "world") -> World:
     if not isinstance(read_before, bool):
         raise WorldError(f"{where}: read_before must be true or false, got {read_before!r}")
     base = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in entry.items() if k in BASE_KEYS}
-    world = World(name, role, base, seeds, read_before, str(entry.get("description", "")))
+    model, presets = entry.get("model"), entry.get("presets")
+    if model is not None and (not isinstance(model, str) or not model.strip() or base):
+        raise WorldError(f"{where}: model must be a model name, directory or hub id, and a model world takes no "
+                         f"tiny-base fields (got model={model!r}, base fields {sorted(base)})")
+    if presets is not None and (model is None or not isinstance(presets, str) or not _NAME.match(presets)):
+        raise WorldError(f"{where}: presets (a preset family such as smollm2) goes with model, got {presets!r}")
+    if model is not None and presets is None:
+        presets = _FAMILIES.get(model)
+        if presets is None:
+            raise WorldError(f"{where}: say which presets its arms train from (presets: smollm2 uses the "
+                             "smollm2-* presets with model.path replaced)")
+    world = World(name, role, base, seeds, read_before, str(entry.get("description", "")), model,
+                  presets or TINY_FAMILY)
     try:
         world.base_config()
     except (TypeError, ValueError) as exc:
@@ -130,8 +158,15 @@ def load_worlds(path: str | Path | None = None) -> list[World]:
 
 
 def model_path(world: World, *, build: bool = True, progress: bool = True) -> str:
-    """`model.path` of the world's base: `tiny` for the published default (the path every preset names), else
-    its cache directory, trained first when `build` and not cached yet."""
+    """`model.path` of the world's base: `tiny` for the published default (the path every preset names), the
+    world's model (installed first when `build` and packaged), else its cache directory, trained first when
+    `build` and not cached yet."""
+    if world.model:
+        if build:
+            from agents.policy import model_source
+
+            model_source(world.model)  # a packaged model installs once here, before parallel cells
+        return world.model
     if world.is_default_base:
         return "tiny"
     from agents.tiny.cache import base_path, ensure_tiny_base
@@ -144,6 +179,8 @@ def base_info(world: World) -> dict[str, Any]:
     """Which base the world's arms start from: its cache path, weights hash and source (published / trained)."""
     from agents.tiny.cache import base_path, is_built, read_metadata
 
+    if world.model:
+        return {"path": world.model, "model": True, "presets": world.presets}
     path = base_path(world.base_config())
     if not is_built(path):
         return {"path": str(path), "built": False}

@@ -1,0 +1,50 @@
+"""A study world that is a pretrained model: its arms train from that model's presets, not the tiny ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.experiments.reproduce import Budget
+from agents.experiments.study_arms import ARMS
+from agents.experiments.study_cells import Cell, cell_config, cell_spec
+from agents.experiments.worlds import SHIPPED, WorldError, load_worlds, parse_world
+
+SMOLLM2_WORLDS = SHIPPED.parent / "smollm2.yaml"
+
+
+def test_the_shipped_model_world_parses():
+    (world,) = load_worlds(SMOLLM2_WORLDS)
+    assert world.model == "smollm2-135m" and world.presets == "smollm2" and not world.is_default_base
+    assert world.base_key == "model:smollm2-135m" and world.to_dict()["presets"] == "smollm2"
+
+
+@pytest.mark.parametrize("arm, preset_lr", [("ttrl", 3e-6), ("cuma", 3e-6), ("cuma_gated", 3e-6), ("oracle", 3e-6)])
+def test_model_world_arms_use_its_presets_and_not_the_tiny_tuned_lr(arm, preset_lr):
+    (world,) = load_worlds(SMOLLM2_WORLDS)
+    budget = Budget(steps=4, eval_every=0)
+    config = cell_config(Cell(world, arm, 0), budget, world.model)
+    assert config.model.path == "smollm2-135m" and config.env.levels == [1, 2, 3]
+    assert config.train.lr == preset_lr  # the tiny stage-1 lr (3e-5) stays in tiny worlds
+    assert config.env.last_number_fallback is False
+    tiny = load_worlds()[0]
+    assert cell_config(Cell(tiny, arm, 0), budget, "tiny").train.lr == (1e-5 if arm == "cuma" else 3e-5)
+    assert ARMS[arm].method in cell_spec(Cell(world, arm, 0), budget, world.model, "test")["method"]
+
+
+def test_sequential_stages_follow_the_model_presets_levels():
+    (world,) = load_worlds(SMOLLM2_WORLDS)
+    config = cell_config(Cell(world, "cuma", 0), Budget(steps=30, eval_every=0), world.model)
+    assert config.curriculum.schedule == "sequential"
+    assert sum(config.curriculum.options["steps_per_level"]) == 30 * config.rollout.prompts_per_step
+    assert len(config.curriculum.options["steps_per_level"]) == 3
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "w", "role": "held_out", "model": "smollm2-135m", "seed": 1}, "takes no tiny-base fields"),
+    ({"name": "w", "role": "held_out", "model": "/some/dir"}, "presets"),
+    ({"name": "w", "role": "held_out", "presets": "smollm2"}, "goes with model"),
+    ({"name": "w", "role": "held_out", "model": ""}, "model must be"),
+])
+def test_bad_model_worlds_are_one_line(entry, message):
+    with pytest.raises(WorldError, match=message):
+        parse_world(entry)
