@@ -7,7 +7,9 @@
 A YAML file (or preset) may name a `preset:` to start from and change only some keys. Overrides use dotted
 keys (`train.lr=1e-5`) or a leaf name that is unique across sections (`lr=1e-5`); values are parsed as
 YAML (`env.levels=[1,2]`, `eval.every=0`). `curriculum.options` is a free mapping handed to
-`curricula.make_schedule`, so `curriculum.options.window=16` works too. `env.pool` is a nested section
+`curricula.make_schedule`, so `curriculum.options.window=16` works too; they are the preset's schedule's
+kwargs, so a file or overrides that change `curriculum.schedule` without setting `curriculum.options` drop the
+preset's (`load_config(notes=...)` says so). `env.pool` is a nested section
 (`env.pool.kind=skewed`): which problems the run trains on (see `PoolConfig`, built by `agents.train_pool`).
 Every problem (unknown key, wrong type, value out of range, unknown schedule option) is one `ConfigError`
 whose message is one line. The sections and the checks of their keys live in `agents.config_sections`
@@ -21,6 +23,7 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +53,8 @@ DEFAULT_PRESET = "tiny-cuma-gated"
 
 __all__ = ["DEFAULT_PRESET", "POOL_KINDS", "RESUMABLE_KEYS", "TINY_MODEL", "Config", "ConfigError",
            "CurriculumConfig", "EnvConfig", "EvalConfig", "ModelConfig", "OutputConfig", "PoolConfig",
-           "RayConfig", "RolloutConfig", "TrainConfig", "diff_keys", "from_dict", "is_hub_id", "load_config",
-           "preset_names", "preset_path", "read_yaml", "save_config"]
+           "RayConfig", "RolloutConfig", "TrainConfig", "diff_keys", "drop_stale_options", "from_dict", "is_hub_id",
+           "load_config", "preset_names", "preset_path", "read_yaml", "save_config"]
 
 
 @dataclass
@@ -113,8 +116,9 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def read_yaml(path: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A YAML config as a plain dict, with its `preset:` base (if any) merged underneath."""
+def read_yaml(path: str | Path, _seen: tuple[str, ...] = (), notes: list[str] | None = None) -> dict[str, Any]:
+    """A YAML config as a plain dict, with its `preset:` base (if any) merged underneath (see
+    `drop_stale_options`: a base's `curriculum.options` do not follow a schedule the file changes)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -127,23 +131,75 @@ def read_yaml(path: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     base = data.pop("preset", None)
     if base in _seen:
         raise ConfigError(f"{path}: preset cycle through {base!r}")
-    return data if base is None else deep_merge(read_yaml(preset_path(base), (*_seen, base)), data)
+    if base is None:
+        return data
+    under = read_yaml(preset_path(base), (*_seen, base), notes)
+    merged = deep_merge(under, data)
+    note = drop_stale_options(_schedule_of(under), merged, None if "options" in _curriculum(data) else ())
+    if note and notes is not None:
+        notes.append(f"{path.name}: {note}")
+    return merged
 
 
 def load_config(preset: str | None = None, path: str | Path | None = None,
-                overrides: list[str] | None = None) -> Config:
-    """A validated `Config` from a preset name or a YAML file (default: the default preset) plus overrides."""
+                overrides: list[str] | None = None, notes: list[str] | None = None) -> Config:
+    """A validated `Config` from a preset name or a YAML file (default: the default preset) plus overrides.
+
+    `notes`, if given, receives one line per thing the caller may not expect (the preset's `curriculum.options`
+    dropped because the schedule changed: `drop_stale_options`); `cuma train` prints them.
+    """
     if preset is not None and path is not None:
         raise ConfigError("give a preset or a config file, not both")
     if path is not None:
-        data = read_yaml(path)
+        data = read_yaml(path, notes=notes)
     else:
-        data = read_yaml(preset_path(preset or DEFAULT_PRESET))
+        data = read_yaml(preset_path(preset or DEFAULT_PRESET), notes=notes)
         data.setdefault("name", preset or DEFAULT_PRESET)
+    schedule, set_options = _schedule_of(data), set()  # option keys the overrides set (None: all of them)
     for item in overrides or []:
         key, value = parse_override(item)
         set_key(data, key, value)
+        parts = resolve_key(key)
+        if parts in (["curriculum"], ["curriculum", "options"]):
+            set_options = None
+        elif parts[:2] == ["curriculum", "options"] and set_options is not None:
+            set_options.add(parts[2])
+    note = drop_stale_options(schedule, data, set_options)
+    if note and notes is not None:
+        notes.append(note)
     return from_dict(data)
+
+
+def _curriculum(data: dict[str, Any]) -> dict[str, Any]:
+    section = data.get("curriculum")
+    return section if isinstance(section, dict) else {}
+
+
+def _schedule_of(data: dict[str, Any]) -> Any:
+    return _curriculum(data).get("schedule", CurriculumConfig.schedule)
+
+
+def _same_schedule(a: Any, b: Any) -> bool:
+    """Names compared as `make_schedule` reads built-in ones (`Agreement-Gated` is `agreement_gated`)."""
+    return str(a).strip().lower().replace("-", "_") == str(b).strip().lower().replace("-", "_")
+
+
+def drop_stale_options(schedule: Any, data: dict[str, Any], kept: Collection[str] | None = ()) -> str | None:
+    """Drop `data`'s `curriculum.options` but the `kept` keys if its schedule is no longer `schedule` (the
+    preset's or base file's): those options are the old schedule's kwargs, and `curriculum.schedule=my_sched:FirstTwo`
+    alone should not hand `window=32` to `FirstTwo`. `kept` are the option keys the change set itself; None: it
+    set the options as a whole (nothing to drop). Returns a note naming what was dropped, or None."""
+    section = _curriculum(data)
+    new, options = section.get("schedule", CurriculumConfig.schedule), section.get("options")
+    if kept is None or _same_schedule(new, schedule) or not isinstance(options, dict):
+        return None
+    dropped = [k for k in options if k not in kept]
+    if not dropped:
+        return None
+    section["options"] = {k: v for k, v in options.items() if k in kept}
+    keys = ", ".join(map(str, dropped[:3])) + (", ..." if len(dropped) > 3 else "")
+    return (f"curriculum.schedule={new} replaces {schedule}: {schedule}'s curriculum.options ({keys}) are "
+            f"dropped; set curriculum.options to give {new}'s")
 
 
 def save_config(config: Config, path: str | Path) -> None:

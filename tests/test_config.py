@@ -120,6 +120,47 @@ def test_yaml_file_with_a_preset_base_and_unknown_keys(tmp_path):
         load_config(path=tmp_path / "list.yaml")
 
 
+def test_another_schedule_drops_the_presets_options_unless_it_brings_its_own(tmp_path):
+    """A preset's `curriculum.options` are its schedule's kwargs: changing the schedule (override or a file on a
+    preset) without setting options drops them, with one note; options given with it, or the same schedule, keep
+    the usual merge."""
+    gated = load_config().curriculum.options
+    notes: list[str] = []
+    c = load_config(overrides=["curriculum.schedule=uniform"], notes=notes)
+    assert (c.curriculum.schedule, c.curriculum.options) == ("uniform", {})
+    assert notes == ["curriculum.schedule=uniform replaces agreement_gated: agreement_gated's curriculum.options "
+                     "(window, min_steps, agreement_threshold, ...) are dropped; set curriculum.options to give "
+                     "uniform's"]
+    assert load_config(overrides=["curriculum.schedule=fixed", "curriculum.options.level=2"]).curriculum.options == \
+        {"level": 2}  # the option keys given with it are kept, the preset's others dropped
+    assert load_config(overrides=["curriculum.options={level: 3}", "curriculum.schedule=fixed"]).curriculum.options \
+        == {"level": 3}  # options as a whole, in either order
+    assert load_config(overrides=["curriculum={schedule: fixed}"]).curriculum.options == {}
+    notes = []
+    same = load_config(overrides=["curriculum.schedule=Agreement-Gated", "curriculum.options.window=8"], notes=notes)
+    assert same.curriculum.options == {**gated, "window": 8} and notes == []  # the same schedule keeps them
+    assert load_config(preset="tiny-cuma", overrides=["curriculum.schedule=sequential"]).curriculum.options == \
+        {"steps_per_level": 384}
+    with pytest.raises(ConfigError, match="curriculum: schedule 'fixed': .*unexpected keyword argument 'window'"):
+        load_config(overrides=["curriculum.schedule=fixed", "curriculum.options.window=4"])
+    mine = tmp_path / "mine.yaml"  # a file on a preset: the same rule
+    mine.write_text("preset: tiny-cuma-gated\ncurriculum:\n  schedule: fixed\n")
+    notes = []
+    assert load_config(path=mine, notes=notes).curriculum.options == {} and notes[0].startswith("mine.yaml: ")
+    mine.write_text("preset: tiny-cuma-gated\ncurriculum:\n  schedule: fixed\n  options: {level: 2}\n")
+    assert load_config(path=mine).curriculum.options == {"level": 2}
+
+
+def test_presets_that_change_the_schedule_still_bring_their_own_options():
+    """tiny-ttrl & co. change the inherited schedule and set `options` themselves: nothing to drop, no note."""
+    notes: list[str] = []
+    for name in preset_names():
+        load_config(preset=name, notes=notes)
+    assert notes == []
+    assert load_config(preset="tiny-ttrl").curriculum.options == {}
+    assert load_config(preset="tiny-cuma").curriculum.options == {"steps_per_level": 384}
+
+
 def test_round_trip_through_the_run_directory_file(tmp_path):
     config = load_config(preset="tiny-cuma", overrides=["seed=3", "lr=2e-5"])
     save_config(config, tmp_path / "config.yaml")

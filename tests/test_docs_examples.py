@@ -1,8 +1,9 @@
 """What the docs quote must run as written.
 
-- Every `cuma train ...` command quoted in README.md, docs/**/*.md and examples/*.md (in a fenced block or
+- Every `cuma train ...` command quoted in README.md, docs/**/*.md and examples/**/*.md (in a fenced block or
   an inline code span) parses with the real `cuma` parser and its preset, config file and overrides load
-  with `agents.config.load_config`. Nothing trains.
+  with `agents.config.load_config`; a `PYTHONPATH=DIR` just before it (a folder of the repository, e.g. the
+  schedule of examples/my_curriculum) is on sys.path while it loads. Nothing trains.
 - A docs table with a *change* column (docs/label-free-tiny-world.md) quotes override sets for a template
   command `cuma train ... KEY=VALUE ...` in the same file; each set loads on top of that template.
 - README's Python blocks that need no model run on the CPU, and every `expression  # literal` line in them
@@ -15,8 +16,10 @@ from __future__ import annotations
 import ast
 import doctest
 import io
+import os
 import re
 import shlex
+import sys
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ INLINE = re.compile(r"(?<!`)`([^`]+)`(?!`)")
 
 
 def doc_files() -> list[Path]:
-    files = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "examples").glob("*.md"))]
+    files = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "examples").rglob("*.md"))]
     return [f for f in files if f.is_file()]
 
 
@@ -44,6 +47,7 @@ class Command:
     where: str          # file:line
     tokens: tuple[str, ...]  # everything after `cuma train`, placeholders removed
     template: bool      # it had KEY=VALUE placeholders (a docs table fills them)
+    pythonpath: str = ""  # `PYTHONPATH=DIR cuma train ...`: DIR (relative to the repository root)
 
 
 def split_words(text: str) -> list[str]:
@@ -63,8 +67,9 @@ def train_commands(text: str, where: str) -> list[Command]:
                 if set(word) <= OPERATORS:
                     break
                 rest.append(word)
+            env = words[i - 1] if i and words[i - 1].startswith("PYTHONPATH=") else ""
             found.append(Command(where, tuple(w for w in rest if w not in PLACEHOLDERS),
-                                 any(w in PLACEHOLDERS for w in rest)))
+                                 any(w in PLACEHOLDERS for w in rest), env.partition("=")[2]))
     return found
 
 
@@ -177,7 +182,15 @@ TABLE_CASES = table_cases()
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.where for c in COMMANDS])
 def test_documented_train_command_loads(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    load_command(command.tokens, tmp_path)
+    folders = [REPO / d for d in command.pythonpath.split(os.pathsep) if d]
+    for folder in folders:
+        monkeypatch.syspath_prepend(str(folder))
+    try:
+        load_command(command.tokens, tmp_path)
+    finally:  # forget the modules imported from there (tests/test_plugins.py writes a `my_sched` of its own)
+        for name, module in list(sys.modules.items()):
+            if any(folder in Path(getattr(module, "__file__", None) or "/").parents for folder in folders):
+                del sys.modules[name]
 
 
 @pytest.mark.parametrize("where,tokens", TABLE_CASES, ids=[w for w, _ in TABLE_CASES])
@@ -196,6 +209,7 @@ def test_extraction_finds_the_documented_commands():
     assert by_file.get("docs/label-free-tiny-world.md", 0) >= 1
     assert len(TABLE_CASES) >= 15
     assert any("curriculum.options={}" in c.tokens for c in COMMANDS)  # quoted words arrive unquoted
+    assert sum(c.pythonpath == "examples/my_curriculum" for c in COMMANDS) >= 2  # docs/extending.md's walk-through
 
 
 def test_a_bad_documented_key_fails(tmp_path, monkeypatch):

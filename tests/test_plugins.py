@@ -241,7 +241,8 @@ def test_config_accepts_paths_and_reports_bad_ones_as_one_line(plugin_dir):
     assert (config.curriculum.schedule, config.env.reward) == ("my_sched:FirstTwo", "my_rewards:agreement_bonus")
     bad = [(["curriculum.schedule=my_sched:Nope"], "curriculum: schedule 'my_sched:Nope': module 'my_sched' has no "
                                                    "attribute 'Nope' (expected a Schedule subclass)"),
-           (["curriculum.schedule=my_sched:FirstTwo"], "curriculum: schedule 'my_sched:FirstTwo': "),  # gated options
+           (["curriculum.schedule=my_sched:FirstTwo", "curriculum.options.window=4"],  # gated options, given anew
+            "curriculum: schedule 'my_sched:FirstTwo': "),
            (["env.reward=my_rewards:nope"], "env.reward: reward 'my_rewards:nope': module 'my_rewards' has no "
                                             "attribute 'nope'"),
            (["env.reward=vibes"], "env.reward: must be one of masked_majority")]
@@ -323,9 +324,10 @@ def test_entry_point_names_in_the_agent_config(installed_plugin):
 
 # --- end to end -----------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_cuma_train_with_a_schedule_from_a_file_then_resume(plugin_dir, tiny_base_dir, tmp_path):
-    """`cuma train curriculum.schedule=my_sched:FirstTwo` with the module's folder on PYTHONPATH trains, and
-    `--resume` rebuilds the plugin schedule from the checkpoint."""
+def test_cuma_train_with_a_schedule_from_a_file_then_resume(tiny_base_dir, tmp_path):
+    """`cuma train curriculum.schedule=my_sched:FirstTwo` with the worked example's folder
+    (examples/my_curriculum) on PYTHONPATH trains, without clearing the preset's options by hand (they are
+    dropped, with one note), and `--resume` rebuilds the plugin schedule from the checkpoint."""
     from agents.checkpoint import latest_checkpoint, load_checkpoint
     from agents.run_outputs import read_csv
 
@@ -334,17 +336,21 @@ def test_cuma_train_with_a_schedule_from_a_file_then_resume(plugin_dir, tiny_bas
     small = [f"model.path={tiny_base_dir}", "rollout.group_size=4", "rollout.prompts_per_step=2",
              "rollout.max_new_tokens=16", "eval.every=0", "eval.n_per_level=1", "eval.samples=1",
              "output.progress=false", "output.tensorboard=false", "output.checkpoint_every=1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(plugin_dir), str(REPO)])}
+    example = REPO / "examples" / "my_curriculum"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(example), str(REPO)])}
 
-    def train(*args: str) -> None:
+    def train(*args: str) -> str:
         proc = subprocess.run([CUMA, "train", *args], cwd=elsewhere, env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
 
-    train("--preset", "tiny-cuma-gated", "--out", str(run), "curriculum.schedule=my_sched:FirstTwo",
-          "curriculum.options={}", "train.steps=2", *small)
+    out = train("--preset", "tiny-cuma-gated", "--out", str(run), "curriculum.schedule=my_sched:FirstTwo",
+                "train.steps=2", *small)
+    assert "cuma train: note: curriculum.schedule=my_sched:FirstTwo replaces agreement_gated" in out
     assert len(read_csv(run / "metrics.csv")) == 2
     schedule = load_checkpoint(latest_checkpoint(run))["stream"]
     assert "my_sched:FirstTwo" in repr(schedule)  # the stream's state names the path, for the resume
+    assert "window': 16" in repr(schedule)  # FirstTwo's own defaults, not the preset's window=32
     train("--resume", str(run), "train.steps=3")
     assert len(read_csv(run / "metrics.csv")) == 3

@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
             trainer = Trainer.resume(args.resume, args.overrides)
         else:
-            config = load_config(preset=args.preset, path=args.config, overrides=args.overrides)
+            notes: list[str] = []  # e.g. the preset's curriculum.options dropped for another schedule
+            config = load_config(preset=args.preset, path=args.config, overrides=args.overrides, notes=notes)
+            for note in notes:
+                print(f"cuma train: note: {note}", flush=True)
             out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             from agents.trainer import Trainer  # torch & co. only once the config is known to be valid
 
