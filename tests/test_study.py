@@ -266,7 +266,7 @@ def test_an_arms_file_joins_the_shipped_arms_and_its_cells_record_the_whole_arm(
     ([MINE], [MINE_CONTRAST | {"b": "yours"}], "contrast 'cuma_gated - yours': unknown arm 'yours'"),
     ([MINE], [MINE_CONTRAST | {"hypothesis": "H1"}], "hypothesis 'H1' is taken"),
     ([MINE], [{"a": "cuma_gated", "b": "base"}], "contrast 'cuma_gated - base' is a shipped contrast already"),
-    ([], [], "'arms' must be a non-empty list"),
+    ([], [], "'arms' must be a list of arms (empty only when the file adds contrasts)"),
 ])
 def test_a_bad_arms_file_is_one_line_naming_the_fix(tmp_path, capsys, arms, contrasts, message):
     from agents.commands.study import main
@@ -452,3 +452,13 @@ def test_a_quick_study_runs_an_arm_of_an_arms_file_and_refuses_a_changed_file(qu
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "mine-s0 holds a cell with a different configuration" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_arms_file_may_add_contrasts_alone(tmp_path):
+    """A protocol about shipped arms (docs/smollm2-protocol.md) brings its hypotheses without new arms."""
+    from agents.experiments.study_arms_file import load_arms_file
+
+    path = arms_file(tmp_path / "contrasts.yaml", [], [{"a": "ttrl", "b": "base", "why": "TTRL's gain",
+                                                         "hypothesis": "S1"}])
+    table = load_arms_file(path)
+    assert table.added == () and [c.hypothesis for c in table.added_contrasts] == ["S1"]

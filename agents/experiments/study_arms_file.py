@@ -85,8 +85,8 @@ def parse_arms_file(data: Any, source: str = "arms file") -> ArmTable:
     if extra:
         raise ArmsFileError(f"{source}: unknown key {extra[0]!r}; an arms file has 'arms' and 'contrasts'")
     arms, contrasts = data["arms"], data.get("contrasts") or []
-    if not isinstance(arms, list) or not arms:
-        raise ArmsFileError(f"{source}: 'arms' must be a non-empty list of arms")
+    if not isinstance(arms, list) or (not arms and not contrasts):
+        raise ArmsFileError(f"{source}: 'arms' must be a list of arms (empty only when the file adds contrasts)")
     if not isinstance(contrasts, list):
         raise ArmsFileError(f"{source}: 'contrasts' must be a list of {{a, b, why, hypothesis}}")
     parsed = tuple(parse_arm(entry, f"{source}: arm {i + 1}") for i, entry in enumerate(arms))
