@@ -462,3 +462,13 @@ def test_an_arms_file_may_add_contrasts_alone(tmp_path):
                                                          "hypothesis": "S1"}])
     table = load_arms_file(path)
     assert table.added == () and [c.hypothesis for c in table.added_contrasts] == ["S1"]
+
+
+def test_a_shipped_pair_with_a_hypothesis_of_ones_own_replaces_the_shipped_entry(tmp_path):
+    from agents.experiments.study_arms_file import load_arms_file
+
+    path = arms_file(tmp_path / "contrasts.yaml", [], [{"a": "cuma", "b": "ttrl", "why": "mine", "hypothesis": "S2"}])
+    contrasts = {c.name: c for c in load_arms_file(path).contrasts}
+    assert contrasts["cuma - ttrl"].hypothesis == "S2" and contrasts["cuma - ttrl"].why == "mine"
+    assert sum(c.name == "cuma - ttrl" for c in load_arms_file(path).contrasts) == 1
+    assert contrasts["cuma_gated - base"].hypothesis == "H1"

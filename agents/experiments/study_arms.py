@@ -113,7 +113,9 @@ CONTRASTS: tuple[Contrast, ...] = (
 @dataclass(frozen=True)
 class ArmTable:
     """The arms a study may run, in table order, and its contrasts: the shipped ones plus `added` (an arms
-    file's, after them). The added arms' names, contrasts and hypotheses may not clash with the shipped ones."""
+    file's, after them). The added arms' names and hypotheses may not clash with the shipped ones; an added
+    contrast of a shipped pair must carry a hypothesis label, and then replaces the shipped entry (a protocol
+    of one's own decides that pair under its own label)."""
 
     added: tuple[StudyArm, ...] = ()
     added_contrasts: tuple[Contrast, ...] = ()
@@ -137,8 +139,9 @@ class ArmTable:
                 raise ValueError(f"contrast {c.name!r}: unknown arm {unknown[0]!r}; choose from {', '.join(self.arms)}")
             if c.a == c.b:
                 raise ValueError(f"contrast {c.name!r} compares an arm with itself")
-            if (c.a, c.b) in shipped:
-                raise ValueError(f"contrast {c.name!r} is a shipped contrast already")
+            if (c.a, c.b) in shipped and not c.hypothesis:
+                raise ValueError(f"contrast {c.name!r} is a shipped contrast already; give it a hypothesis label "
+                                 "to decide it under yours")
             if c.hypothesis and c.hypothesis in used:
                 raise ValueError(f"contrast {c.name!r}: hypothesis {c.hypothesis!r} is taken; give it another label")
             used.add(c.hypothesis)
@@ -153,7 +156,9 @@ class ArmTable:
 
     @property
     def contrasts(self) -> tuple[Contrast, ...]:
-        return CONTRASTS + self.added_contrasts
+        relabelled = {(c.a, c.b): c for c in self.added_contrasts}
+        shipped = tuple(relabelled.pop((c.a, c.b), c) for c in CONTRASTS)
+        return shipped + tuple(c for c in self.added_contrasts if (c.a, c.b) in relabelled)
 
     def arm(self, name: str) -> StudyArm:
         try:
