@@ -9,6 +9,11 @@ run; its state is saved with TRL's checkpoints (`--save-every`) and restored by 
 
     python examples/trl_grpo.py --steps 3
     python examples/trl_grpo.py --steps 80 --out runs/trl --save-model runs/trl/model --json runs/trl/summary.json
+    python examples/trl_grpo.py --model smollm2-135m --steps 1   # a real LLM: 2 prompts x 4 samples x 32 tokens
+
+`--model` is what `model.path` accepts (`tiny`, `smollm2-135m`, a model dir, a hub id; agents.policy.model_source).
+Prompts are one-message chats, so TRL renders them with the model's chat template. A model other than the tiny
+base gets tiny rollout defaults (`QUICK`; `--prompts-per-step`, `--group-size`, `--max-new-tokens` override).
 """
 
 from __future__ import annotations
@@ -23,9 +28,8 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from agents.config import load_config
-from agents.tiny.cache import ensure_tiny_base
-from agents.tiny.corpus import MAX_COMPLETION_TOKENS
+from agents.config import TINY_MODEL, load_config
+from agents.policy import load_model, model_source
 from agents.tiny.model import load_tiny_base
 from cuma_env.catalog import get_task, make_source
 from cuma_env.episode import vote_metrics
@@ -33,6 +37,16 @@ from cuma_env.integrations.trl import CuMaCallback, CurriculumFeed, generation_p
 from curricula import CurriculumStream
 
 PRESET = "tiny-cuma-gated"
+# rollout for a real LLM on a CPU: one step in a minute or two (8 sequences), sized to run, not to learn
+QUICK = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 32}
+
+
+def load_policy(path: str):
+    """(model, tokenizer, is the tiny base): the tiny base through its checked loader, others through the agent's."""
+    source = model_source(path)
+    if (Path(source) / "cuma_base.json").is_file():
+        return *load_tiny_base(source), True
+    return *load_model(source, torch.device("cpu")), False
 
 
 class StepLog(TrainerCallback):
@@ -61,12 +75,17 @@ class StepLog(TrainerCallback):
 
 def build(args: argparse.Namespace):
     """(trainer, reward, feed, step log) for the preset's world on TRL."""
-    config = load_config(preset=PRESET, overrides=[f"seed={args.seed}"])
+    model, tokenizer, tiny = load_policy(args.model)
+    overrides = [f"seed={args.seed}", f"model.path={args.model}"]
+    for key, quick in QUICK.items():  # a flag wins; else a real LLM gets QUICK, the tiny base the preset's value
+        value = getattr(args, key) if getattr(args, key) is not None else None if tiny else quick
+        if value is not None:
+            overrides.append(f"rollout.{key}={value}")
+    config = load_config(preset=PRESET, overrides=overrides)
     e, r, t, c = config.env, config.rollout, config.train, config.curriculum
-    model, tokenizer = load_tiny_base(args.model or ensure_tiny_base())
     template = get_task(e.id).template  # the task's prompt template, for the probe as for the feed
     probe = generation_probe(model, tokenizer, template=template, group_size=r.group_size, min_votes=e.min_votes,
-                             temperature=r.temperature, max_new_tokens=MAX_COMPLETION_TOKENS,
+                             temperature=r.temperature, max_new_tokens=r.max_new_tokens,
                              seed=args.seed) if c.probe else None
     stream = CurriculumStream({"name": c.schedule, **c.options}, make_source(e.id, seed=e.source_seed),
                               seed=args.seed, probe=probe)
@@ -75,7 +94,7 @@ def build(args: argparse.Namespace):
     grpo = GRPOConfig(
         output_dir=str(args.out), max_steps=args.steps, seed=args.seed, use_cpu=True, report_to="none",
         per_device_train_batch_size=r.prompts_per_step * r.group_size, gradient_accumulation_steps=1,
-        num_generations=r.group_size, max_completion_length=MAX_COMPLETION_TOKENS, temperature=r.temperature,
+        num_generations=r.group_size, max_completion_length=r.max_new_tokens, temperature=r.temperature,
         top_p=r.top_p, top_k=0, learning_rate=t.lr, lr_scheduler_type=t.schedule, warmup_steps=t.warmup_steps,
         max_grad_norm=t.grad_clip, weight_decay=t.weight_decay, beta=t.kl_coef, epsilon=t.clip_epsilon,
         shuffle_dataset=False, ignore_data_skip=True, logging_steps=args.log_every, disable_tqdm=True,
@@ -93,7 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default=None, help="model dir (default: the embedded tiny base)")
+    parser.add_argument("--model", default=TINY_MODEL,
+                        help="tiny (default) | smollm2-135m | a model dir | a hub id, as model.path takes")
+    parser.add_argument("--prompts-per-step", type=int, default=None, help="default: the preset's (16); 2")
+    parser.add_argument("--group-size", type=int, default=None, help="default: the preset's (8); 4")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's (48); 32")
     parser.add_argument("--out", type=Path, default=Path("runs/trl-grpo"), help="TRL's output_dir (checkpoints)")
     parser.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (0: none)")
     parser.add_argument("--resume", default=None, help="a checkpoint folder, or 'last' (the newest under --out)")

@@ -12,7 +12,8 @@ Generators (--generator):
                             openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-72B-Instruct; without #MODEL the
                             first model of URL/models is used; API key (if any) from $CUMA_GENERATOR_API_KEY
   hf:PATH_OR_HUB_ID[#opts]  a local transformers causal LM; opts: device=cuda|cpu|auto, dtype=bfloat16|...,
-                            trust_remote_code=1, e.g. hf:Qwen/Qwen2.5-7B-Instruct#device=cuda,dtype=bfloat16
+                            trust_remote_code=1, e.g. hf:Qwen/Qwen2.5-7B-Instruct#device=cuda,dtype=bfloat16;
+                            the names model.path takes work too (hf:smollm2-135m, hf:tiny)
   replay:DIR                saved completions (*.txt) returned in turn: a test double / offline dry run
 
 Example:
@@ -49,6 +50,20 @@ def _topics(text: str) -> tuple[str, ...]:
         return tuple(dict.fromkeys(topic_slug(t) for t in text.split(",") if t.strip()))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def resolve_hf_spec(spec: str) -> str:
+    """`hf:smollm2-135m` / `hf:tiny`: a name `model.path` takes becomes its cached directory (installed on first
+    use; agents.policy.model_source), which the curation layer cannot import. Other specs pass unchanged."""
+    from agents.config import TINY_MODEL
+    from agents.packaged_models import is_packaged_model
+    from agents.policy import model_source
+
+    kind, sep, rest = spec.strip().partition(":")
+    name, hash_sign, options = rest.partition("#")
+    if kind not in ("hf", "transformers") or not (name == TINY_MODEL or is_packaged_model(name)):
+        return spec
+    return f"{kind}{sep}{model_source(name)}{hash_sign}{options}"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -93,6 +108,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from agents.commands import fail
+    from agents.packaged_models import PackagedModelUnavailable
     from cuma_env.problems import LEVELS
     from curricula.curation.backends import (
         GeneratorError,
@@ -114,11 +130,12 @@ def run(args: argparse.Namespace) -> int:
                                 dup_threshold=args.dup_threshold, save_rejects=args.save_rejects,
                                 save_raw=args.save_raw)
         params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
-        generator = make_generator(args.generator, params=params, timeout=args.timeout, retries=args.retries)
+        generator = make_generator(resolve_hf_spec(args.generator), params=params, timeout=args.timeout,
+                                   retries=args.retries)
         eval_index = build_eval_index(args.data_dir, extra_files=args.exclude, threshold=args.eval_threshold)
         pool = load_seed_pool(args.seed_pool, data_dir=args.data_dir)
         curator = Curator(config, generator, pool, eval_index, progress=not args.no_progress)
-    except (DataFileMissing, GeneratorSpecError, ValueError) as exc:
+    except (DataFileMissing, GeneratorSpecError, PackagedModelUnavailable, ValueError) as exc:
         return fail("curate", exc)
     for option, folder in ((f"--out {args.out}", args.out.parent), (f"--save-raw {args.save_raw}", args.save_raw)):
         try:  # the folders the run writes into, before the first (costly) call
