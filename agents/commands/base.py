@@ -37,6 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="--model only: prompt template (default, compact, or a string with {problem})")
     parser.add_argument("--levels", type=_budgets, default=None, metavar="L1,L2,...",
                         help="--model only: the arithmetic levels profiled (default 1,2,3,4,5)")
+    parser.add_argument("--bench", default=None, metavar="B1,B2",
+                        help="--model only: also profile the first --n-per-level problems of these benches (e.g. "
+                             "gsm8k,math500; `cuma eval --help` lists them), each in its own prompt template")
     parser.add_argument("--threads", type=int, default=None,
                         help="--model only: torch threads (default: the cores this process may use)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base model (default 0)")
@@ -142,13 +145,19 @@ def _run_model(args: argparse.Namespace) -> int:
     from cuma_env.prompting import resolve_template
 
     levels = args.levels or list(LEVELS)
+    benches = {}
     try:
         resolve_template(args.template)
+        for bench in filter(None, (args.bench or "").split(",")):
+            from agents.evaluation import bench_problems
+
+            by_level, template = bench_problems(bench.strip())
+            benches[bench.strip()] = ([p for ps in by_level.values() for p in ps][:args.n_per_level], template)
         if not set(levels) <= set(LEVELS):
             raise ValueError(f"--levels must be among {list(LEVELS)}, got {levels}")
         if args.out is not None:
             check_out_file(args.out / "base_profile.json")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, LookupError) as exc:  # a bad bench name, its data folder missing
         return fail("base", exc)
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     try:
@@ -157,9 +166,11 @@ def _run_model(args: argparse.Namespace) -> int:
         return fail("base", f"--model {args.model}: {exc}")
     source = ArithmeticSource(split=args.split, seed=args.eval_seed)
     groups = {f"L{lv}": [source.get(lv, i) for i in range(min(args.n_per_level, source.size(lv)))] for lv in levels}
-    profile = profile_model(model, tokenizer, groups, model_name=args.model, template=args.template,
-                            samples=args.samples, temperature=args.temperature, budgets=args.budgets or (96,),
-                            seed=args.eval_seed, split=args.split, progress=not args.no_progress)
+    settings = dict(model_name=args.model, samples=args.samples, temperature=args.temperature,
+                    budgets=args.budgets or (96,), seed=args.eval_seed, split=args.split, progress=not args.no_progress)
+    profile = profile_model(model, tokenizer, groups, template=args.template, **settings)
+    for bench, (problems, template) in benches.items():  # each bench in its own template, on its test split
+        profile.groups += profile_model(model, tokenizer, {bench: problems}, template=template, **settings).groups
     print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; split '{args.split}', "
           f"{args.samples} samples at T={args.temperature:g}, template {args.template!r}; {profile.seconds:.0f} s")
     print(profile.format_table())
