@@ -156,7 +156,7 @@ class CuMaEnv(gym.Env):
     | `source` | ProblemSource | the task's | your own problems instead of the task's |
     | `prompt_template` | str | the task's | `"default"`, `"compact"`, or a string with `{problem}` |
     | `problem_stream` | ProblemStream | None | picks each problem and observes each scored group |
-    | `last_number_fallback` | bool | `True` | the last number is the answer when none is marked |
+    | `last_number_fallback` | bool | `True` | unmarked text's last number is its answer (docs/grading.md: when safe) |
     | `empty_votes` | bool | `False` | the unanswered vote as one cluster (TTRL's code) |
     | `max_prompt_chars` | int | `16384` | the observation space's length bound |
     | `max_completion_chars` | int | `32768` | each action string's length bound |

@@ -45,4 +45,4 @@ def test_one_real_step_on_smollm2(smollm2_dir, tmp_path):
 def test_the_smollm2_presets_read_boxed_answers_only(preset):
     config = load_config(preset=preset)
     assert config.model.path == "smollm2-135m" and config.env.last_number_fallback is False
-    assert config.env.levels == [1, 2, 3] and config.rollout.group_size == 8
+    assert config.env.levels == [1, 2] and config.rollout.group_size == 8

@@ -23,7 +23,7 @@ def test_model_world_arms_use_its_presets_and_not_the_tiny_tuned_lr(arm, preset_
     (world,) = load_worlds(SMOLLM2_WORLDS)
     budget = Budget(steps=4, eval_every=0)
     config = cell_config(Cell(world, arm, 0), budget, world.model)
-    assert config.model.path == "smollm2-135m" and config.env.levels == [1, 2, 3]
+    assert config.model.path == "smollm2-135m" and config.env.levels == [1, 2]
     assert config.train.lr == preset_lr  # the tiny stage-1 lr (3e-5) stays in tiny worlds
     assert config.env.last_number_fallback is False
     tiny = load_worlds()[0]
@@ -36,7 +36,7 @@ def test_sequential_stages_follow_the_model_presets_levels():
     config = cell_config(Cell(world, "cuma", 0), Budget(steps=30, eval_every=0), world.model)
     assert config.curriculum.schedule == "sequential"
     assert sum(config.curriculum.options["steps_per_level"]) == 30 * config.rollout.prompts_per_step
-    assert len(config.curriculum.options["steps_per_level"]) == 3
+    assert len(config.curriculum.options["steps_per_level"]) == 2
 
 
 @pytest.mark.parametrize("entry, message", [
