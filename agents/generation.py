@@ -23,7 +23,8 @@ import torch
 
 from agents.shared_prefill import generate_with_shared_prefill, share_prompt_prefill
 
-__all__ = ["autocast", "generate_texts", "generate_texts_vllm", "model_device", "seeded", "share_prompt_prefill"]
+__all__ = ["autocast", "generate_new_tokens", "generate_texts", "generate_texts_vllm", "hf_generate_kwargs",
+           "model_device", "seeded", "share_prompt_prefill"]
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -48,6 +49,21 @@ def model_device(model: Any) -> torch.device:
     return device if isinstance(device, torch.device) else next(model.parameters()).device
 
 
+def hf_generate_kwargs(tokenizer: Any, *, samples: int, temperature: float | None, max_new_tokens: int,
+                       top_p: float = 1.0) -> dict[str, Any]:
+    """HF `generate` keywords: greedy when `temperature` is None (one completion), else `samples` draws at it."""
+    if temperature is None and samples != 1:
+        raise ValueError("greedy decoding gives one completion per prompt; pass a temperature to sample")
+    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=tokenizer.eos_token_id)
+    if temperature is None:
+        kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+    else:
+        kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=float(top_p),
+                      num_return_sequences=samples)
+    return kwargs
+
+
 @torch.no_grad()
 def generate_texts(model: Any, tokenizer: Any, prompts: Sequence[str], *, samples: int = 1,
                    temperature: float | None = None, max_new_tokens: int = 16, top_p: float = 1.0,
@@ -60,17 +76,25 @@ def generate_texts(model: Any, tokenizer: Any, prompts: Sequence[str], *, sample
     the tiny base has none, so either value gives it the same ids. `seed` runs the call under `seeded(seed)`;
     None draws from the caller's stream (a probe's samples come from the training run's stream).
     """
-    if temperature is None and samples != 1:
-        raise ValueError("greedy decoding gives one completion per prompt; pass a temperature to sample")
-    device = model_device(model)
-    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                  eos_token_id=tokenizer.eos_token_id)
-    if temperature is None:
-        kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-    else:
-        kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=float(top_p),
-                      num_return_sequences=samples)
     out: list[list[str]] = []
+    for count, new_tokens in generate_new_tokens(model, tokenizer, prompts, samples=samples, temperature=temperature,
+                                                 max_new_tokens=max_new_tokens, top_p=top_p, batch_size=batch_size,
+                                                 dtype=dtype, add_special_tokens=add_special_tokens, seed=seed):
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        out.extend(texts[i * samples:(i + 1) * samples] for i in range(count))
+    return out
+
+
+@torch.no_grad()
+def generate_new_tokens(model: Any, tokenizer: Any, prompts: Sequence[str], *, samples: int = 1,
+                        temperature: float | None = None, max_new_tokens: int = 16, top_p: float = 1.0,
+                        batch_size: int = 512, dtype: torch.dtype = torch.float32, add_special_tokens: bool = True,
+                        seed: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """`generate_texts`' batches before decoding: (prompts in the batch, their `samples` rows of new token ids
+    each, padded after eos), `batch_size // samples` prompts at a time."""
+    device = model_device(model)
+    kwargs = hf_generate_kwargs(tokenizer, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
+                                top_p=top_p)
     per_call = max(1, batch_size // samples)
     with seeded(seed, device) if seed is not None else contextlib.nullcontext():
         for start in range(0, len(prompts), per_call):
@@ -79,9 +103,7 @@ def generate_texts(model: Any, tokenizer: Any, prompts: Sequence[str], *, sample
                             add_special_tokens=add_special_tokens).to(device)
             with autocast(device, dtype):
                 seqs = generate_with_shared_prefill(model, **enc, **kwargs)
-            texts = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out.extend(texts[i * samples:(i + 1) * samples] for i in range(len(chunk)))
-    return out
+            yield len(chunk), seqs[:, enc["input_ids"].shape[1]:]
 
 
 def generate_texts_vllm(llm: Any, prompts: Sequence[str], *, samples: int = 1, temperature: float | None = None,

@@ -23,8 +23,7 @@ from typing import Any
 
 import torch
 
-from agents.generation import autocast, model_device, seeded
-from agents.shared_prefill import generate_with_shared_prefill
+from agents.generation import generate_new_tokens
 from cuma_env.answers import extract_answer, matches_reference
 from cuma_env.problems import Problem
 from cuma_env.voting import majority_vote
@@ -96,27 +95,14 @@ def sample_tokens(model: Any, tokenizer: Any, prompts: Sequence[str], *, samples
                   max_new_tokens: int, batch_size: int = 64, dtype: torch.dtype = torch.float32,
                   seed: int = 0) -> list[list[list[int]]]:
     """The new token ids of `samples` completions per (already rendered) prompt, eos and padding cut off."""
-    device = model_device(model)
-    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                  eos_token_id=tokenizer.eos_token_id)
-    if temperature is None:
-        kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-    else:
-        kwargs.update(do_sample=True, temperature=float(temperature), top_k=None, top_p=1.0,
-                      num_return_sequences=samples)
+    per = 1 if temperature is None else samples
     stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
     out: list[list[list[int]]] = []
-    per_call = max(1, batch_size // samples)
-    with seeded(seed, device):
-        for start in range(0, len(prompts), per_call):
-            chunk = list(prompts[start:start + per_call])
-            enc = tokenizer(chunk, padding=True, padding_side="left", return_tensors="pt",
-                            add_special_tokens=False).to(device)
-            with autocast(device, dtype):
-                seqs = generate_with_shared_prefill(model, **enc, **kwargs)
-            rows = [_until_stop(row.tolist(), stops) for row in seqs[:, enc["input_ids"].shape[1]:]]
-            per = 1 if temperature is None else samples
-            out.extend(rows[i * per:(i + 1) * per] for i in range(len(chunk)))
+    for count, new_tokens in generate_new_tokens(model, tokenizer, prompts, samples=per, temperature=temperature,
+                                                 max_new_tokens=max_new_tokens, batch_size=batch_size, dtype=dtype,
+                                                 add_special_tokens=False, seed=seed):
+        rows = [_until_stop(row.tolist(), stops) for row in new_tokens]
+        out.extend(rows[i * per:(i + 1) * per] for i in range(count))
     return out
 
 

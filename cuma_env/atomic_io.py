@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -48,3 +48,28 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             pass
         raise
     fsync_dir(path.parent)
+
+
+def build_directory(target: str | os.PathLike, build: Callable[[Path], None]) -> Path:
+    """Build a directory whole or not at all: `build(staging)` fills a `.building-<name>-*` sibling, which is
+    then renamed over `target` (an older `target` is first moved aside, so a reader never sees a mix). A
+    failed build leaves nothing; the staging folders of builds that died are removed first. Callers hold a
+    lock per target when several processes may build it."""
+    import shutil
+
+    target = Path(target)
+    for stale in target.parent.glob(f".building-{target.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".building-{target.name}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
+    try:
+        build(staging)
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".retired-{target.name}-", dir=target.parent))
+            os.replace(target, retired / "old")
+            shutil.rmtree(retired, ignore_errors=True)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

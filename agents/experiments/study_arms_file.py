@@ -99,18 +99,10 @@ def parse_arms_file(data: Any, source: str = "arms file") -> ArmTable:
 
 def load_arms_file(path: str | Path) -> ArmTable:
     """The arms of a YAML or JSON file, joined to the shipped ones."""
-    import yaml
+    from agents.experiments.worlds import read_yaml_file
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ArmsFileError(f"cannot read the arms file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)  # JSON is YAML
-    except yaml.YAMLError as exc:
-        raise ArmsFileError(f"{path} is not valid YAML or JSON: {' '.join(str(exc).split())}") from None
-    return parse_arms_file(data, str(path))
+    return parse_arms_file(read_yaml_file(path, "arms file", ArmsFileError), str(path))
 
 
 __all__ = ["ARM_KEYS", "CONTRAST_KEYS", "ArmsFileError", "load_arms_file", "parse_arms_file"]

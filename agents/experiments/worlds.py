@@ -143,18 +143,22 @@ def parse_worlds(data: Any, source: str = "worlds") -> list[World]:
 
 def load_worlds(path: str | Path | None = None) -> list[World]:
     """The worlds of a YAML or JSON file (default: the shipped one, `agents/experiments/study_worlds/default.yaml`)."""
+    path = Path(path) if path is not None else SHIPPED
+    return parse_worlds(read_yaml_file(path, "world file", WorldError), str(path))
+
+
+def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
+    """A study input file's data (YAML, or JSON, which is YAML); an `error` line naming it when it cannot be read."""
     import yaml
 
-    path = Path(path) if path is not None else SHIPPED
     try:
         text = path.read_text()
     except OSError as exc:
-        raise WorldError(f"cannot read the world file {path}: {exc.strerror or exc}") from exc
+        raise error(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)  # JSON is YAML
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise WorldError(f"{path} is not valid YAML or JSON: {' '.join(str(exc).split())}") from exc
-    return parse_worlds(data, str(path))
+        raise error(f"{path} is not valid YAML or JSON: {' '.join(str(exc).split())}") from None
 
 
 def model_path(world: World, *, build: bool = True, progress: bool = True) -> str:
@@ -190,4 +194,4 @@ def base_info(world: World) -> dict[str, Any]:
 
 
 __all__ = ["BASE_KEYS", "DEFAULT_SEEDS", "ROLES", "SHIPPED", "World", "WorldError", "base_info", "load_worlds",
-           "model_path", "parse_world", "parse_worlds"]
+           "model_path", "parse_world", "parse_worlds", "read_yaml_file"]

@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 from filelock import FileLock
 
 from agents.tiny.config import CODE_VERSION, TinyBaseConfig
+from cuma_env.atomic_io import build_directory
 
 # the saved model's folder (and so its `name_or_path`) names no model family: docs/torchrl-gotchas.md, gotcha 10
 MODEL_NAME_PREFIX = "cuma-tiny-base"
@@ -88,19 +87,7 @@ def ensure_tiny_base(config: TinyBaseConfig | None = None, *, cache_dir: str | P
     with FileLock(str(target) + ".lock"):
         if _reusable(target, config) and not rebuild:
             return target  # another process built it while we waited
-        for stale in target.parent.glob(f".building-{target.name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".building-{target.name}-", dir=target.parent))
-        try:
-            _build_into(staging, config, progress, train)
-            if target.exists():
-                retired = Path(tempfile.mkdtemp(prefix=f".retired-{target.name}-", dir=target.parent))
-                os.replace(target, retired / "old")
-                shutil.rmtree(retired, ignore_errors=True)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        build_directory(target, lambda staging: _build_into(staging, config, progress, train))
     return target
 
 
