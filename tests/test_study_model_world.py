@@ -48,3 +48,14 @@ def test_sequential_stages_follow_the_model_presets_levels():
 def test_bad_model_worlds_are_one_line(entry, message):
     with pytest.raises(WorldError, match=message):
         parse_world(entry)
+
+
+def test_a_study_records_the_protocol_it_runs_under():
+    from agents.experiments.study import StudyPlan
+    from agents.experiments.study_report import protocol_commit
+
+    (world,) = load_worlds(SMOLLM2_WORLDS)
+    plan = StudyPlan((world,), ("base", "cuma"), Budget(steps=4, eval_every=0), protocol="docs/smollm2-protocol.md")
+    assert plan.to_dict()["protocol"] == "docs/smollm2-protocol.md"
+    assert "protocol" not in StudyPlan((world,), ("base",), Budget(steps=4, eval_every=0)).to_dict()
+    assert protocol_commit(path="docs/smollm2-protocol.md")["file"] == "docs/smollm2-protocol.md"

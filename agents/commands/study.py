@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -42,6 +43,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--arms-file", type=Path, metavar="FILE",
                         help="a YAML or JSON file of arms of your own (name, method, overrides, votes, description) "
                              "and contrasts; they join the shipped arms")
+    parser.add_argument("--protocol", default="docs/study-protocol.md", metavar="FILE",
+                        help="the pre-registration the study runs under, a path in this repository (default "
+                             "docs/study-protocol.md; docs/smollm2-protocol.md for the smollm2 world): study.json "
+                             "and study.md record its last commit and whether it changed since")
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="RL seeds 0..N-1 per (world, arm) (default: each world's `seeds`, 5 design / 3 held-out)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per trained cell (default 120)")
@@ -96,6 +101,7 @@ def make_plan(args: argparse.Namespace):
     else:
         plan = StudyPlan(tuple(worlds), tuple(arms) or table.order,
                          study_budget(args.steps, args.n_per_level, overrides), args.split, args.seeds, n_boot, table)
+    plan = replace(plan, protocol=args.protocol)
     for arm in plan.arms:  # every arm's config is valid before any base trains (on the default base's path)
         try:
             config = cell_config(Cell(plan.worlds[0], arm, 0, plan.table.arm(arm)), plan.budget, "tiny", plan.split)

@@ -55,6 +55,7 @@ class StudyPlan:
     seeds: int | None = None       # RL seeds per (world, arm); None: each world's own `seeds`
     n_boot: int = B_DEFAULT
     table: ArmTable = SHIPPED_TABLE  # the arms it may run: the shipped ones, plus an arms file's
+    protocol: str = "docs/study-protocol.md"  # the pre-registration it runs under (its last commit is recorded)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(self.table.check(self.arms)))
@@ -86,6 +87,8 @@ class StudyPlan:
                 "n_boot": self.n_boot, "bootstrap_rng_seed": RNG_SEED}
         if self.table != SHIPPED_TABLE:
             plan["arms_file"] = self.table.to_dict()
+        if self.protocol != StudyPlan.protocol:
+            plan["protocol"] = self.protocol
         return plan
 
 
@@ -172,7 +175,7 @@ def run_study(out: str | Path, plan: StudyPlan, *, jobs: int = 1, force: bool = 
         bar.close()
     order = {c.label: i for i, c in enumerate(cells)}
     results.sort(key=lambda r: order[r["cell"]])
-    study = {"protocol": protocol_commit(), "plan": plan.to_dict(), "jobs": jobs,
+    study = {"protocol": protocol_commit(path=plan.protocol), "plan": plan.to_dict(), "jobs": jobs,
              "bases": {w.name: base_info(w) for w in plan.worlds},
              "total_wall_s": round(time.perf_counter() - started, 1),
              "cells": [{k: r[k] for k in ("cell", "world", "arm", "seed", "per_level", "mean", "collapse", "samples",
