@@ -263,7 +263,7 @@ class TrainConfig:
         one_of("train.loss", self.loss, LOSSES)
         need(self.loss != "dapo" or self.aggregation == "token_mean", "train.aggregation: dapo averages its loss "
              f"over tokens (token_mean), got {self.aggregation!r}; use train.loss=grpo for a per-prompt mean")
-        at_least("train.steps", self.steps, 1)
+        at_least("train.steps", self.steps, 0)  # 0: evaluate the start model only (the `*-base` presets)
         within("train.lr", self.lr, "(0, 1)")
         at_least("train.warmup_steps", self.warmup_steps, 0)
         within("train.min_lr_ratio", self.min_lr_ratio, "[0, 1]")

@@ -40,9 +40,13 @@ def test_one_real_step_on_smollm2(smollm2_dir, tmp_path):
     assert (tmp_path / "run" / "model" / "config.json").is_file()
 
 
-@pytest.mark.parametrize("preset", ["smollm2-cuma-gated", "smollm2-cuma", "smollm2-ttrl", "smollm2-ttrl-novote",
-                                    "smollm2-intuitor", "smollm2-oracle"])
+@pytest.mark.parametrize("preset", ["smollm2-base", "smollm2-cuma-gated", "smollm2-cuma", "smollm2-ttrl",
+                                    "smollm2-ttrl-novote", "smollm2-intuitor", "smollm2-oracle"])
 def test_the_smollm2_presets_read_boxed_answers_only(preset):
     config = load_config(preset=preset)
     assert config.model.path == "smollm2-135m" and config.env.last_number_fallback is False
     assert config.env.levels == [1, 2] and config.rollout.group_size == 8
+
+
+def test_the_base_preset_evaluates_without_training():
+    assert load_config(preset="smollm2-base").train.steps == 0

@@ -254,3 +254,11 @@ def test_vllm_backend_trains_with_weight_sync(tiny_base_dir, tmp_path):
     config = small_config(tiny_base_dir, "model.backend=vllm", "model.device=cuda", "train.steps=2", "eval.every=0")
     summary = Trainer.new(config, tmp_path / "vllm").run()
     assert summary["steps"] == 2
+
+
+def test_zero_steps_evaluate_the_start_model_only(tiny_base_dir, tmp_path):
+    """`train.steps: 0` (the `*-base` presets): one held-out evaluation, the run directory, no training."""
+    summary = Trainer.new(small_config(tiny_base_dir, "train.steps=0"), tmp_path / "run").run()
+    assert summary["steps"] == 0 and read_csv(tmp_path / "run" / "metrics.csv") == []
+    assert {int(e["step"]) for e in read_csv(tmp_path / "run" / "eval.csv")} == {0}
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
