@@ -63,3 +63,18 @@ def test_cuma_base_model_refuses_bad_input_in_one_line(capsys, tmp_path):
     assert_error(cuma(capsys, "base", "--model", "smollm2-135m", "--levels", "7"), "base", "--levels")
     assert_error(cuma(capsys, "base", "--model", "smollm2-135m", "--template", "no field"), "base", "{problem}")
     assert_error(cuma(capsys, "base", "--model", str(tmp_path / "nowhere")), "base", "nowhere")
+
+
+@pytest.mark.slow
+def test_cuma_eval_boxed_only_reads_fewer_answers_from_cut_off_reasoning(smollm2_dir, tmp_path, capsys):
+    """`cuma eval --boxed-only` reads answers as the smollm2 presets train: cut-off chain of thought (24 tokens)
+    has numbers the fallback takes for answers, and rarely a marked one."""
+    rates = {}
+    for flag in ((), ("--boxed-only",)):
+        out = tmp_path / ("boxed" if flag else "fallback")
+        rc, err = cuma(capsys, "eval", "--model", "smollm2-135m", "--bench", "arith", "--split", "validation",
+                       "--levels", "2", "--n", "4", "--samples", "2", "--max-new-tokens", "24", "--out", out, *flag)
+        assert rc == 0, err
+        (result,) = out.glob("eval-*.json")
+        rates[bool(flag)] = json.loads(result.read_text())["levels"]["2"]["parse_rate"]
+    assert rates[True] < rates[False]

@@ -59,6 +59,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                         help="autocast precision (default auto: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--backend", default="transformers", choices=("transformers", "vllm"))
+    parser.add_argument("--boxed-only", action="store_true",
+                        help="only a marked answer (\\boxed{} or an answer phrase) counts, not the last number of "
+                             "unmarked text (env.last_number_fallback=false, as the smollm2 presets train)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None, help="benchmark data folder (default $CUMA_DATA_DIR)")
     parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write results")
@@ -124,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
               "positions; its answers there say little (evaluate small-context models such as the embedded tiny "
               "base on --bench arith)", file=sys.stderr)
     result = evaluate(policy, problems, template, samples=args.samples, temperature=args.temperature,
-                      max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p)
+                      max_new_tokens=max_new, batch_size=args.batch_size, seed=args.seed, top_p=args.top_p,
+                      last_number_fallback=not args.boxed_only)
     print(format_table(result, f"{args.model} on {args.bench}{f' ({args.split})' if args.split else ''}:"))
     write_results(result, args.out, model=args.model, bench=args.bench, max_new_tokens=max_new, split=args.split)
     return 0
