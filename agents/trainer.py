@@ -269,9 +269,11 @@ class Trainer:
         self.outputs.write_report(f"{c.name}: {self.run_dir.name}")
         if not interrupted:
             print(format_table(first[1], f"held-out before (step {first[0]}):"))
-            print(format_table(last[1], f"held-out after (step {last[0]}):"))
-            print(f"wall time {summary['wall_s']:.1f} s, median step {summary['step_s_median']} s; "
-                  f"report: {self.run_dir / 'report.png'}")
+            if last[0] != first[0]:  # train.steps 0 evaluates once
+                print(format_table(last[1], f"held-out after (step {last[0]}):"))
+            median = summary["step_s_median"]
+            steps = "no training step" if median is None else f"median step {median} s"
+            print(f"wall time {summary['wall_s']:.1f} s, {steps}; report: {self.run_dir / 'report.png'}")
         return summary
 
     # --- interrupts and progress ---------------------------------------------------------------
