@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None,
                         help="a real LLM instead of the tiny base: smollm2-135m or a model directory (8 prompts x 8, "
                              "48 tokens, its chat template and the smollm2 presets)")
+    parser.add_argument("--contenders", default=None, metavar="A,B",
+                        help="run only these (trl, minimal, ours-...; default all): five 135M contenders with their "
+                             "optimizers do not fit 24 GB in one process, so with --model compare two or three at once")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default 1 for the tiny base, 2 with --model)")
     args = parser.parse_args(argv)
@@ -300,8 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         base = str(args.base) if args.base else str(ensure_tiny_base(progress=True))
     template, levels = ("default", REAL_MODEL_LEVELS) if args.model else ("compact", None)
     contenders: list = []
+    wanted = set(args.contenders.split(",")) if args.contenders else None
     trl_note = "skipped (--skip-trl)"
-    if not args.skip_trl:
+    if wanted is not None and "trl" not in wanted:
+        trl_note = "skipped (not in --contenders)"
+    elif not args.skip_trl:
         try:
             import datasets  # noqa: F401
             import trl  # noqa: F401
@@ -321,14 +327,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         same = (f"model.num_threads={threads}",)
         every_group = (*same, "train.skip_uniform_groups=false")
-        contenders += [Ours("ours-ttrl", "smollm2-ttrl", base, every_group),
-                       Ours("ours-ttrl-torchrl-scorer", "smollm2-ttrl", base,
-                            (*every_group, "model.chosen_token_logprobs=false")),
-                       Ours("ours-ttrl-skip", "smollm2-ttrl", base, same), Minimal(base, prompts)]
+        factories = {"ours-ttrl": lambda: Ours("ours-ttrl", "smollm2-ttrl", base, every_group),
+                     "ours-ttrl-torchrl-scorer": lambda: Ours("ours-ttrl-torchrl-scorer", "smollm2-ttrl", base,
+                                                              (*every_group, "model.chosen_token_logprobs=false")),
+                     "ours-ttrl-skip": lambda: Ours("ours-ttrl-skip", "smollm2-ttrl", base, same)}
     else:
-        contenders += [Ours("ours-default", "tiny-cuma-gated", base),
-                       Ours("ours-default-uniform", "tiny-cuma-gated", base, UNIFORM_LEVELS),
-                       Ours("ours-ttrl", "tiny-ttrl", base), Minimal(base, prompts)]
+        factories = {"ours-default": lambda: Ours("ours-default", "tiny-cuma-gated", base),
+                     "ours-default-uniform": lambda: Ours("ours-default-uniform", "tiny-cuma-gated", base,
+                                                          UNIFORM_LEVELS),
+                     "ours-ttrl": lambda: Ours("ours-ttrl", "tiny-ttrl", base)}
+    factories["minimal"] = lambda: Minimal(base, prompts)
+    unknown = sorted((wanted or set()) - set(factories) - {"trl"})
+    if unknown:
+        parser.error(f"--contenders: unknown {', '.join(unknown)}; choose from trl, {', '.join(factories)}")
+    contenders += [make() for name, make in factories.items() if wanted is None or name in wanted]
     if not args.no_freeze:
         from agents.trainer import freeze_setup
 
@@ -380,9 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             total = sum(c.levels.values()) or 1
             shares = ", ".join(f"L{k} {v / total:.0%}" for k, v in sorted(c.levels.items()))
             print(f"{c.name} sampled levels: {shares}")
-    minimal = median(timed["minimal"])
+    minimal = median(timed.get("minimal", []))
     for c in contenders:
-        if isinstance(c, Ours):
+        if isinstance(c, Ours) and minimal is not None:
             print(f"ratio minimal / {c.name}: {minimal / median(timed[c.name]):.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"trl": trl_note, "contenders": report}, indent=2) + "\n")
