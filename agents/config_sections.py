@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.packaged_models import PACKAGED_MODELS
 from cuma_env.plugins import PluginError, plugin_names
 from cuma_env.problems import LEVELS
 from cuma_env.rewards import REWARD_GROUP, REWARDS, make_reward
@@ -19,7 +20,7 @@ from cuma_env.voting import DEFAULT_MIN_VOTES, resolve_min_votes
 
 TINY_MODEL = "tiny"  # `model.path: tiny` = the embedded tiny base (installed and cached on first use)
 # `model.path: smollm2-135m`: a real pretrained LLM from the package index (agents.packaged_models), cached on first use
-PACKAGED_MODEL_NAMES = ("smollm2-135m",)
+PACKAGED_MODEL_NAMES = tuple(PACKAGED_MODELS)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 BACKENDS = ("transformers", "vllm")

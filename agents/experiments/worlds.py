@@ -34,7 +34,6 @@ ROLES = ("design", "held_out")
 DEFAULT_SEEDS = {"design": 5, "held_out": 3}
 WORLD_KEYS = ("name", "role", "seeds", "read_before", "description", "model", "presets")
 TINY_FAMILY = "tiny"
-_FAMILIES = {"smollm2-135m": "smollm2"}  # packaged models whose preset family is known
 BASE_KEYS = tuple(f.name for f in fields(TinyBaseConfig))
 SHIPPED = Path(__file__).parent / "study_worlds" / "default.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -109,7 +108,9 @@ def parse_world(entry: Any, where: str = "world") -> World:
     if presets is not None and (model is None or not isinstance(presets, str) or not _NAME.match(presets)):
         raise WorldError(f"{where}: presets (a preset family such as smollm2) goes with model, got {presets!r}")
     if model is not None and presets is None:
-        presets = _FAMILIES.get(model)
+        from agents.packaged_models import PACKAGED_MODELS
+
+        presets = PACKAGED_MODELS[model].presets if model in PACKAGED_MODELS else None
         if presets is None:
             raise WorldError(f"{where}: say which presets its arms train from (presets: smollm2 uses the "
                              "smollm2-* presets with model.path replaced)")
