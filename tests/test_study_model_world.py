@@ -59,3 +59,21 @@ def test_a_study_records_the_protocol_it_runs_under():
     assert plan.to_dict()["protocol"] == "docs/smollm2-protocol.md"
     assert "protocol" not in StudyPlan((world,), ("base",), Budget(steps=4, eval_every=0)).to_dict()
     assert protocol_commit(path="docs/smollm2-protocol.md")["file"] == "docs/smollm2-protocol.md"
+
+
+def test_a_model_world_cell_trains_the_config_its_spec_records(tiny_base_dir, tmp_path):
+    """The run a cell trains is the config its cell.json records (the world's presets, not the tiny ones): the
+    tiny base stands in for a pretrained model here, trained from the smollm2 presets for one small step."""
+    from agents.config import load_config
+    from agents.experiments.study_cells import run_cell
+
+    world = parse_world({"name": "as_model", "role": "held_out", "model": str(tiny_base_dir), "presets": "smollm2",
+                         "seeds": 1})
+    budget = Budget(steps=1, eval_every=0, eval_n_per_level=2,
+                    overrides=("rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=8"))
+    cell = Cell(world, "oracle", 0)
+    result = run_cell(cell, tmp_path, budget, world.model, "validation")
+    trained = load_config(path=tmp_path / result["run_dir"] / "config.yaml")
+    expected = cell_config(cell, budget, world.model, "validation")
+    assert trained.to_dict() == expected.to_dict()
+    assert trained.train.lr == 3e-6 and trained.env.levels == [1, 2]  # smollm2-oracle's, not tiny-oracle's

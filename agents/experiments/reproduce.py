@@ -212,9 +212,11 @@ def different_runs(runs_dir: str | Path, methods: Sequence[str], seeds: Sequence
     return found
 
 
-def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path, *, force: bool = False) -> RunRecord:
+def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path, *, force: bool = False,
+               family: str = "tiny") -> RunRecord:
     """Train (or reuse / resume) one arm in `runs_dir/<method>-s<seed>` and return its record. A run directory
-    with another configuration is a `DifferentRunError`, unless `force` (then it is deleted and trained again)."""
+    with another configuration is a `DifferentRunError`, unless `force` (then it is deleted and trained again).
+    `family`: the presets the arm trains from (`method_config`; a study's model world passes its own)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHOD_ORDER)}")
     if METHODS[method].preset is None:
@@ -223,7 +225,7 @@ def run_method(method: str, seed: int, budget: Budget, runs_dir: str | Path, *, 
     from agents.config import save_config
     from agents.trainer import Trainer
 
-    config = method_config(method, seed, budget)
+    config = method_config(method, seed, budget, family)
     run_dir = Path(runs_dir) / f"{method}-s{seed}"
     summary_path = run_dir / "summary.json"
     if summary_path.is_file() and (run_dir / "config.yaml").is_file():

@@ -168,7 +168,7 @@ def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split
         from agents.experiments.reproduce import run_method
 
         record = run_method(cell.arm_spec.method, cell.seed, cell_budget(cell, budget, model_path, split), directory,
-                            force=force)
+                            force=force, family=cell.world.presets)
         run_dir = Path(record.run_dir)
         trainer_final, train_wall = record.per_level, record.wall_s
     model_dir = str(run_dir / "model") if run_dir is not None else model_path
