@@ -1,11 +1,17 @@
-"""The study's paired bootstrap on synthetic data with a known answer (agents.experiments.bootstrap)."""
+"""The study's intervals on synthetic data with a known answer: the percentile bootstrap (bootstrap.py, the
+study's first method), the t-intervals that replaced it (intervals.py) and their t quantiles (student_t.py).
+Coverage with world-, seed- and problem-level effects: tests/test_interval_coverage.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agents.experiments.bootstrap import level_mean, paired_interval, pooled_interval, world_replicates
+from agents.experiments.bootstrap import level_mean, world_replicates
+from agents.experiments.bootstrap import paired_bootstrap_interval as paired_interval
+from agents.experiments.bootstrap import pooled_bootstrap_interval as pooled_interval
+from agents.experiments.intervals import pooled_t_interval, t_bounds, world_moments, world_t_interval
+from agents.experiments.student_t import normal_quantile, t_quantile, t_sf
 
 LEVELS = np.repeat([1, 2, 3, 4, 5], [18, 185, 400, 400, 400])  # the arith test split's level sizes at n=400
 
@@ -122,3 +128,91 @@ def test_the_interval_is_a_function_of_the_data():
     a, b = _arm(rng, [0.6] * 5), _arm(rng, [0.5] * 5)
     assert paired_interval(a, b, LEVELS) == paired_interval(a, b, LEVELS)
     assert pooled_interval([(a, b, LEVELS)] * 2) == pooled_interval([(a, b, LEVELS)] * 2)
+
+
+# --- the t-intervals (intervals.py) ----------------------------------------------------------------
+def test_t_quantiles_match_the_tables_for_any_real_df():
+    assert t_quantile(0.975, 2) == pytest.approx(4.302652729749, abs=1e-9)
+    assert t_quantile(0.975, 4) == pytest.approx(2.776445105198, abs=1e-9)
+    assert t_quantile(0.975, 11) == pytest.approx(2.200985160083, abs=1e-9)
+    assert t_quantile(0.025, 1) == pytest.approx(-12.706204736175, abs=1e-8)
+    assert t_quantile(0.975, np.inf) == pytest.approx(normal_quantile(0.975)) == pytest.approx(1.959963984540)
+    df = np.array([1.0, 2.37, 3.6, 17.2, 99.0, 101.0, 5e4])
+    q = t_quantile(0.975, df)
+    assert np.all(np.diff(q) < 0) and np.allclose(t_sf(q, df), 0.025, atol=1e-9)  # inverts the CDF
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_quantile(0.975, 0.5)
+
+
+def test_t_quantiles_agree_with_scipy_where_it_is_installed():
+    stats = pytest.importorskip("scipy.stats")
+    df = np.concatenate([np.linspace(1, 3, 21), np.geomspace(3, 1e6, 40)])
+    for p in (0.6, 0.9, 0.975, 0.995, 0.9995):
+        assert np.allclose(t_quantile(p, df), stats.t.ppf(p, df), atol=1e-7, rtol=0)
+
+
+def test_the_t_interval_of_identical_arms_or_a_constant_shift_in_every_seed():
+    a = _arm(np.random.default_rng(0), [0.9, 0.8, 0.6, 0.1, 0.0])
+    same = world_t_interval(a[:1], a[:1].copy(), LEVELS)
+    assert same.estimate == same.low == same.high == 0.0 and same.df is None
+    runs = world_t_interval(a, a.copy(), LEVELS)   # seeds of two arms are separate runs: their spread counts
+    assert runs.estimate == 0.0 and runs.low == pytest.approx(-runs.high) and runs.low < 0
+    shifted = world_t_interval(a[:1] + 0.07, a[:1], LEVELS)   # one seed each: only problems vary, not at all here
+    assert shifted.low == pytest.approx(0.07) and shifted.high == pytest.approx(0.07)
+    seeds = world_t_interval(a + 0.07, a, LEVELS)  # 3 seeds each: separate runs (Welch), the seeds' spread counts
+    assert seeds.estimate == pytest.approx(0.07) and seeds.low < 0.07 < seeds.high and seeds.df >= 2
+    assert seeds.method.startswith("t") and seeds.to_dict()["df"] == seeds.df
+
+
+def test_the_t_interval_counts_seed_to_seed_variance_the_bootstrap_shrinks():
+    """A seed effect (one seed much better than the others) with 3 seeds: the t-interval's variance holds the
+    whole seed-to-seed variance (over 3) with a small df; the percentile bootstrap's interval is narrower (it
+    shrinks that variance by 2/3 and reads normal quantiles)."""
+    rng = np.random.default_rng(8)
+    levels = np.repeat([1, 2, 3], [100, 200, 300])
+    base = _arm(rng, [0.7, 0.5, 0.3], seeds=1, levels=levels)
+    trained = np.stack([_arm(rng, np.array([0.7, 0.5, 0.3]) + g, seeds=1, levels=levels)[0] for g in (0.0, 0.02, 0.12)])
+    new, old = world_t_interval(trained, base, levels), paired_interval(trained, base, levels)
+    per_seed = np.array([level_mean(row - base[0], levels) for row in trained])
+    seed_se = per_seed.std(ddof=1) / np.sqrt(3)
+    assert new.estimate == pytest.approx(old.estimate) == pytest.approx(per_seed.mean())
+    assert (new.high - new.estimate) / t_quantile(0.975, new.df) >= seed_se and 2 <= new.df < 6
+    assert old.high - old.low < 0.6 * (new.high - new.low)
+
+
+def test_the_t_interval_covers_a_known_difference_with_per_sample_noise():
+    """No seed or world effect (per-sample coin flips, as the bootstrap's coverage tests above): the t-interval
+    is conservative (~98.5%): the 3 seeds' spread is then all coin flips, but its 2-df estimate cannot tell
+    that from a seed effect, so the t quantile stays that of a few df. With the seed effects of the study it
+    holds ~96% (tests/test_interval_coverage.py)."""
+    rng = np.random.default_rng(2)
+    levels = np.repeat([1, 2, 3], [50, 100, 150])
+    pa, pb = np.array([0.8, 0.6, 0.4]), np.array([0.7, 0.5, 0.3])
+    a = np.stack([_arm(rng, pa, levels=levels) for _ in range(400)])
+    b = np.stack([_arm(rng, pb, levels=levels) for _ in range(400)])
+    low, high = t_bounds(*world_moments(a, b, levels))                     # 400 worlds at once
+    first = world_t_interval(a[0], b[0], levels)
+    assert (first.low, first.high) == pytest.approx((low[0], high[0]))
+    assert 0.95 <= np.mean((low <= 0.1) & (0.1 <= high)) <= 0.995
+
+
+def test_the_pooled_t_interval_is_the_t_interval_over_the_worlds_estimates():
+    rng = np.random.default_rng(5)
+    levels = np.repeat([1, 2, 3], [300, 300, 300])
+    rates = np.array([0.6, 0.5, 0.3])
+    worlds = [(_arm(rng, rates + g, levels=levels), _arm(rng, rates, levels=levels), levels)
+              for g in (0.0, 0.05, 0.10, 0.15)]
+    pooled = pooled_t_interval(worlds)
+    estimates = [level_mean(a - b, lv) for a, b, lv in worlds]
+    half = t_quantile(0.975, 3) * np.std(estimates, ddof=1) / 2
+    assert pooled.estimate == pytest.approx(np.mean(estimates)) and pooled.df == 3 and pooled.n_worlds == 4
+    assert (pooled.low, pooled.high) == pytest.approx((np.mean(estimates) - half, np.mean(estimates) + half))
+    boot = pooled_interval(worlds, n_boot=500)
+    assert pooled.high - pooled.low > boot.high - boot.low                   # t quantiles, no (k-1)/k shrink
+    one = pooled_t_interval(worlds[:1])                            # one world: its own interval
+    assert (one.low, one.high, one.n_worlds) == pytest.approx((*[getattr(world_t_interval(*worlds[0]), k)
+                                                                 for k in ("low", "high")], 1))
+    with pytest.raises(ValueError, match="no worlds"):
+        pooled_t_interval([])
+    with pytest.raises(ValueError, match="different problems"):
+        world_t_interval(np.zeros((3, 10)), np.zeros((3, 11)), LEVELS[:10])

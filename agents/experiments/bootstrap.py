@@ -1,16 +1,20 @@
-"""Paired bootstrap intervals for the difference in held-out accuracy between two arms (pure numpy).
+"""Paired percentile bootstrap intervals for the difference in held-out accuracy between two arms (pure numpy):
+the study's first method, now reported beside the t-intervals of intervals.py, which replaced it (issue 27).
 
 The metric is `cuma reproduce`'s: greedy pass@1 per level, averaged over the levels, so every level weighs
 the same whatever its problem count (26 level-1 test problems against 400 of level 3). Problems are therefore
 resampled *within* their level. An arm's results in one world are a matrix `correct[seed, problem]`; two arms
 are compared on the same problems and the same seeds (paired: one draw of seeds and problems serves both).
 
-    paired_interval(a, b, levels)        # one world: resample seeds, then problems within levels
-    pooled_interval([(a1, b1, lv1), ...])  # worlds as a random effect: resample worlds, then within each world
+    paired_bootstrap_interval(a, b, levels)          # one world: resample seeds, then problems within levels
+    pooled_bootstrap_interval([(a1, b1, lv1), ...])  # resample worlds, then within each world
 
-A percentile interval with a fixed RNG seed: the same data always give the same interval. Seeds and problems
-are crossed (every seed sees every problem), and resampling both counts their interaction noise more than
-once, so with several seeds the interval errs wide, never narrow (tests/test_bootstrap.py measures it).
+A percentile interval with a fixed RNG seed: the same data always give the same interval. Why it was
+replaced (measured in interval_coverage.py): resampling 3 seeds shrinks their variance by 2/3 and reads
+normal quantiles where t with 2 df is needed; resampling k worlds shrinks the between-world variance by
+(k - 1) / k, again with normal quantiles. With pure per-sample noise (no seed or world effect) the crossed
+resampling of seeds and problems errs wide instead (tests/test_bootstrap.py), which is why it looked safe.
+The Interval record and the metric (`level_mean`, `paired_difference`) here are shared by both methods.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ CONFIDENCE = 0.95
 
 @dataclass(frozen=True)
 class Interval:
-    """A difference (arm a minus arm b) with its bootstrap percentile interval."""
+    """A difference (arm a minus arm b) with its interval and the method that made it (`df`: a t-interval's)."""
 
     estimate: float
     low: float
@@ -35,6 +39,8 @@ class Interval:
     n_worlds: int = 1
     n_seeds: int = 1
     n_problems: int = 0
+    df: float | None = None
+    method: str = "paired percentile bootstrap"
 
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
@@ -87,17 +93,17 @@ def world_replicates(diff, levels: Sequence, *, b: int = B_DEFAULT, rng: np.rand
     return stat / len(groups)
 
 
-def paired_interval(a, b, levels: Sequence, *, n_boot: int = B_DEFAULT, seed: int = RNG_SEED,
-                    confidence: float = CONFIDENCE) -> Interval:
+def paired_bootstrap_interval(a, b, levels: Sequence, *, n_boot: int = B_DEFAULT, seed: int = RNG_SEED,
+                              confidence: float = CONFIDENCE) -> Interval:
     """Mean difference a - b in one world with its paired bootstrap interval."""
     d = paired_difference(a, b)
     reps = world_replicates(d, levels, b=n_boot, rng=np.random.default_rng(seed))
-    low, high = _percentiles(reps, confidence)
+    low, high = percentile_bounds(reps, confidence)
     return Interval(level_mean(d, levels), low, high, 1, d.shape[0], d.shape[1])
 
 
-def pooled_interval(worlds: Sequence[tuple], *, n_boot: int = B_DEFAULT, seed: int = RNG_SEED,
-                    confidence: float = CONFIDENCE) -> Interval:
+def pooled_bootstrap_interval(worlds: Sequence[tuple], *, n_boot: int = B_DEFAULT, seed: int = RNG_SEED,
+                              confidence: float = CONFIDENCE) -> Interval:
     """The mean over worlds of the difference a - b, worlds a random effect: each replicate draws worlds with
     replacement, then for each drawn world an independent within-world replicate (seeds, problems in levels).
     `worlds`: [(a, b, levels)] per world."""
@@ -106,16 +112,22 @@ def pooled_interval(worlds: Sequence[tuple], *, n_boot: int = B_DEFAULT, seed: i
     rng = np.random.default_rng(seed)
     diffs = [(paired_difference(a, b), np.asarray(levels)) for a, b, levels in worlds]
     table = np.stack([world_replicates(d, lv, b=n_boot, rng=rng) for d, lv in diffs])  # (worlds, b)
-    k = len(diffs)
+    low, high = percentile_bounds(pooled_replicates(table, rng), confidence)
+    estimate = float(np.mean([level_mean(d, lv) for d, lv in diffs]))
+    return Interval(estimate, low, high, len(diffs), max(d.shape[0] for d, _ in diffs),
+                    sum(d.shape[1] for d, _ in diffs), method="percentile bootstrap over worlds")
+
+
+def pooled_replicates(table: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Replicates of the mean over worlds from each world's replicates `table` (worlds, b): each draws the
+    worlds with replacement and, for each drawn world, one of its replicates."""
+    k, n_boot = table.shape
     picks = rng.integers(0, k, size=(n_boot, k))
     draws = rng.integers(0, n_boot, size=(n_boot, k))
-    reps = table[picks, draws].mean(axis=1)
-    low, high = _percentiles(reps, confidence)
-    estimate = float(np.mean([level_mean(d, lv) for d, lv in diffs]))
-    return Interval(estimate, low, high, k, max(d.shape[0] for d, _ in diffs), sum(d.shape[1] for d, _ in diffs))
+    return table[picks, draws].mean(axis=1)
 
 
-def _percentiles(reps: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_bounds(reps: np.ndarray, confidence: float) -> tuple[float, float]:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     tail = (1 - confidence) / 2 * 100
@@ -127,5 +139,6 @@ def _unique(levels: np.ndarray) -> list:
     return list(dict.fromkeys(levels.tolist()))
 
 
-__all__ = ["B_DEFAULT", "CONFIDENCE", "RNG_SEED", "Interval", "as_matrix", "level_mean", "paired_difference",
-           "paired_interval", "pooled_interval", "world_replicates"]
+__all__ = ["B_DEFAULT", "CONFIDENCE", "RNG_SEED", "Interval", "as_matrix", "level_mean", "paired_bootstrap_interval",
+           "paired_difference", "percentile_bounds", "pooled_bootstrap_interval", "pooled_replicates",
+           "world_replicates"]

@@ -1,5 +1,7 @@
 """From the cells' per-problem results to the study's numbers: per world and arm the final greedy pass@1 per
-level and its mean, and per contrast the paired bootstrap interval per world and pooled over worlds.
+level and its mean, and per contrast its 95% interval per world and pooled over worlds (intervals.py: the
+t-intervals, which the verdicts read; the study's first method, the percentile bootstrap over worlds, is
+recorded beside each pooled figure under `pooled_percentile_bootstrap`, with the verdicts it gives).
 
 Pooled figures use the held-out worlds only (the design world, where the defaults were chosen by reading the
 test split, is reported on its own): `held_out` pools all of them, `held_out_unread` those with no variant
@@ -14,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.experiments.bootstrap import B_DEFAULT, paired_interval, pooled_interval
+from agents.experiments.bootstrap import B_DEFAULT, RNG_SEED, pooled_bootstrap_interval
+from agents.experiments.intervals import POOLED_METHOD, WORLD_METHOD, pooled_t_interval, world_t_interval
 from agents.experiments.study_arms import SHIPPED_TABLE, ArmTable
 
 POOLS = {"held_out": lambda w: w.role == "held_out",
@@ -68,14 +71,19 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEFAULT,
             table: ArmTable = SHIPPED_TABLE) -> dict[str, Any]:
     """{"worlds": {name: {"role", "arms": {arm: summary}, "contrasts": {name: interval}}},
-    "pooled": {pool: {contrast: interval}}, "contrasts": [{name, a, b, why, hypothesis}]}; `table`: the arms
-    and contrasts the study may run (an arms file's too)."""
+    "pooled": {pool: {contrast: interval}}, "pooled_percentile_bootstrap": {pool: {contrast: interval}},
+    "intervals": {which method made which}, "contrasts": [{name, a, b, why, hypothesis}], "hypotheses",
+    "headline"}; `table`: the arms and contrasts the study may run (an arms file's too). `n_boot`: the
+    replicates of the percentile bootstrap reported beside."""
     by_world: dict[str, dict[str, list]] = {}
     for r in results:
         by_world.setdefault(r["world"], {}).setdefault(r["arm"], []).append(r)
     arms_present = {a for w in by_world.values() for a in w}
     contrasts = table.all_contrasts([a for a in table.order if a in arms_present])
-    out: dict[str, Any] = {"worlds": {}, "pooled": {}, "n_boot": n_boot,
+    out: dict[str, Any] = {"worlds": {}, "pooled": {}, "pooled_percentile_bootstrap": {}, "n_boot": n_boot,
+                           "intervals": {"world": WORLD_METHOD, "pooled": POOLED_METHOD,
+                                         "pooled_percentile_bootstrap": f"percentile bootstrap over worlds, then "
+                                         f"seeds and problems within levels, B={n_boot}, RNG seed {RNG_SEED}"},
                            "contrasts": [{"name": c.name, "a": c.a, "b": c.b, "why": c.why,
                                           "hypothesis": c.hypothesis} for c in contrasts]}
     matrices: dict[str, dict[str, tuple]] = {}
@@ -87,17 +95,18 @@ def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEF
         for c in contrasts:
             if c.a in arms and c.b in arms:
                 ma, mb, levels = _pair(matrices[world.name][c.a], matrices[world.name][c.b])
-                entry["contrasts"][c.name] = paired_interval(ma, mb, levels, n_boot=n_boot).to_dict()
+                entry["contrasts"][c.name] = world_t_interval(ma, mb, levels).to_dict()
         out["worlds"][world.name] = entry
     for pool, member in POOLS.items():
         chosen = [w for w in worlds if member(w)]
-        figures = {}
+        figures, beside = {}, {}
         for c in contrasts:
             data = [_pair(matrices[w.name][c.a], matrices[w.name][c.b]) for w in chosen
                     if c.a in matrices[w.name] and c.b in matrices[w.name]]
             if data:
-                figures[c.name] = pooled_interval(data, n_boot=n_boot).to_dict()
-        out["pooled"][pool] = figures
+                figures[c.name] = pooled_t_interval(data).to_dict()
+                beside[c.name] = pooled_bootstrap_interval(data, n_boot=n_boot).to_dict()
+        out["pooled"][pool], out["pooled_percentile_bootstrap"][pool] = figures, beside
     out["hypotheses"] = verdicts(out)
     out["headline"] = headline(out["hypotheses"])
     return out
@@ -112,8 +121,11 @@ def _verdict(ci: Mapping[str, Any] | None) -> str:
 def verdicts(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The protocol's decision rule: a hypothesis (a > b) is supported when the pooled 95% interval over the
     held-out worlds lies above 0, contradicted when it lies below 0, and undecided otherwise; with the same
-    rule over the never-read worlds (the sensitivity check) and the held-out worlds where the estimate is < 0."""
+    rule over the never-read worlds (the sensitivity check) and the held-out worlds where the estimate is < 0.
+    The intervals are `pooled`'s; the same rule on `pooled_percentile_bootstrap` (the study's first method)
+    is recorded beside (`*_percentile_bootstrap`), and decides nothing."""
     rows = []
+    old = analysis.get("pooled_percentile_bootstrap", {})
     for c in analysis["contrasts"]:
         if not c["hypothesis"]:
             continue
@@ -121,9 +133,15 @@ def verdicts(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
         unread = analysis["pooled"].get("held_out_unread", {}).get(c["name"])
         negative = [w for w, e in analysis["worlds"].items() if e["role"] == "held_out"
                     and e["contrasts"].get(c["name"], {"estimate": 0.0})["estimate"] < 0]
-        rows.append({"hypothesis": c["hypothesis"], "contrast": c["name"], "why": c["why"], "interval": ci,
-                     "verdict": _verdict(ci), "interval_unread": unread, "verdict_unread": _verdict(unread),
-                     "negative_in": negative})
+        row = {"hypothesis": c["hypothesis"], "contrast": c["name"], "why": c["why"], "interval": ci,
+               "verdict": _verdict(ci), "interval_unread": unread, "verdict_unread": _verdict(unread),
+               "negative_in": negative}
+        if old:
+            for key, pool in (("", "held_out"), ("_unread", "held_out_unread")):
+                boot = old.get(pool, {}).get(c["name"])
+                row[f"interval{key}_percentile_bootstrap"] = boot
+                row[f"verdict{key}_percentile_bootstrap"] = _verdict(boot)
+        rows.append(row)
     return rows
 
 

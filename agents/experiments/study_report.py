@@ -1,5 +1,7 @@
 """The outputs of `cuma study`: study.json (everything), study.md (tables with intervals), forest.png (each
-contrast's interval per world and pooled)."""
+contrast's interval per world and pooled). The report names the interval methods it read (`intervals` of the
+analysis) and shows the study's first pooled method, the percentile bootstrap over worlds, beside the t-interval
+that decides."""
 
 from __future__ import annotations
 
@@ -37,28 +39,66 @@ def _ci(ci: Mapping[str, Any] | None) -> str:
     return f"{mark}{ci['estimate']:+.3f}{mark} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
 
 
+REANALYSIS = "docs/results/study/intervals-reanalysis.md"
+
+
+def intervals_text(analysis: Mapping[str, Any]) -> str:
+    """The line of study.md that says how the intervals were made (an analysis from before issue 27 had only
+    the percentile bootstrap, and says so)."""
+    methods = analysis.get("intervals")
+    if methods is None:
+        return (f"Intervals: 95% paired percentile bootstrap, B={analysis['n_boot']}, fixed RNG seed; problems "
+                "resampled within levels and seeds with replacement; pooled over worlds hierarchically (worlds, "
+                "then seeds and problems within each). Bold: the interval excludes 0.")
+    return ("Intervals (95%, `agents/experiments/intervals.py`): per world a t-interval whose variance is each "
+            "trained arm's seed-to-seed variance (Welch: the arms are separate runs) plus the problem-sampling "
+            "variance of the paired per-problem difference within levels, with Satterthwaite's df; pooled over "
+            "worlds, the t-interval over the worlds' estimates with k-1 df (worlds a random effect). The verdicts "
+            "read these. Beside them, the study's first method: "
+            f"{methods['pooled_percentile_bootstrap']} (table `Pooled`), which decides nothing. Why the methods "
+            f"changed, and their measured coverage: `{REANALYSIS}`. Bold: the interval excludes 0.")
+
+
+def _pooled_table(analysis: Mapping[str, Any], pools: list[str]) -> list[str]:
+    """Every pooled contrast under the t-interval and, beside it, the percentile bootstrap over worlds."""
+    old = analysis.get("pooled_percentile_bootstrap")
+    if not old or not pools:
+        return []
+    names = {"held_out": "held-out", "held_out_unread": "never read"}
+    head = ["contrast", *[f"{names[p]}: {m}" for p in pools for m in ("t over worlds", "percentile bootstrap")]]
+    out = ["", "## Pooled: the t-interval (decides) and the percentile bootstrap (the first method)", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in analysis["contrasts"]:
+        cells = [_ci(source[p].get(c["name"])) for p in pools for source in (analysis["pooled"], old)]
+        if any(cells):
+            out.append(f"| `{c['name']}` | " + " | ".join(cells) + " |")
+    return out
+
+
 def format_markdown(study: Mapping[str, Any]) -> str:
     analysis, plan = study["analysis"], study["plan"]
     budget, protocol = plan["budget"], study["protocol"]
     worlds = list(analysis["worlds"])
     changed = {True: " (the file has changed since: the runs do not follow the committed protocol)",
                False: "", None: ""}[protocol["modified_since"]]
-    out = ["# `cuma study`: the label-free claim over worlds, with paired bootstrap intervals", "",
+    out = ["# `cuma study`: the label-free claim over worlds, with 95% intervals", "",
            f"Protocol: `{protocol['file']}` at commit `{protocol['commit']}`{changed}.",
            (f"Metric: final greedy pass@1 on the `{plan['split']}` split ({budget['eval_n_per_level']} problems per "
            f"level at most), per level and its mean over levels. Every trained arm: {budget['steps']} optimizer "
            "steps from its world's base, the same batch (prompts x group), so arms are compared at **equal steps**; "
            "the agreement-gated arms also generate probe groups (column `probe samples`)."),
-           (f"Intervals: 95% paired percentile bootstrap, B={analysis['n_boot']}, fixed RNG seed; problems resampled "
-           "within levels and seeds with replacement; pooled over worlds hierarchically (worlds, then seeds and "
-           "problems within each). Bold: the interval excludes 0."), ""]
+           intervals_text(analysis), ""]
     out += ["## Hypotheses (decision rule: pooled over the held-out worlds, the 95% interval above 0)", "",
             f"Headline claim (H1 and H2): **{analysis['headline']}**.", "",
-            "| hypothesis | contrast | pooled held-out | verdict | pooled, never read | verdict | estimate < 0 in |",
-            "|---|---|---|---|---|---|---|"]
+            ("| hypothesis | contrast | pooled held-out | verdict | pooled, never read | verdict | estimate < 0 in "
+             "| percentile bootstrap: held-out, never read |"),
+            "|---|---|---|---|---|---|---|---|"]
     for h in analysis["hypotheses"]:
+        boot = " ; ".join(f"{_ci(h.get(f'interval{k}_percentile_bootstrap'))} {h[f'verdict{k}_percentile_bootstrap']}"
+                          for k in ("", "_unread")) if "verdict_percentile_bootstrap" in h else ""
         out.append(f"| {h['hypothesis']} | `{h['contrast']}`: {h['why']} | {_ci(h['interval'])} | {h['verdict']} "
-                   f"| {_ci(h['interval_unread'])} | {h['verdict_unread']} | {', '.join(h['negative_in']) or '-'} |")
+                   f"| {_ci(h['interval_unread'])} | {h['verdict_unread']} | {', '.join(h['negative_in']) or '-'} "
+                   f"| {boot} |")
     out += ["", "## Contrasts (difference in mean greedy pass@1, 95% CI)", ""]
     pools = [p for p in ("held_out", "held_out_unread") if analysis["pooled"].get(p)]
     head = ["contrast", *[f"{w} ({analysis['worlds'][w]['role']})" for w in worlds],
@@ -69,6 +109,7 @@ def format_markdown(study: Mapping[str, Any]) -> str:
         cells += [_ci(analysis["pooled"][p].get(c["name"])) for p in pools]
         if any(cells):
             out.append(f"| `{c['name']}` | " + " | ".join(cells) + " |")
+    out += _pooled_table(analysis, pools)
     for name, world in analysis["worlds"].items():
         base = study.get("bases", {}).get(name, {})
         sha = f"; base weights `{base['weights_sha256'][:16]}` ({base.get('source')})" if base.get("weights_sha256") \
@@ -137,7 +178,8 @@ def plot_forest(path: Path, analysis: Mapping[str, Any]) -> Path:
         ax.text(0.5, 0.5, "no contrast: the study ran fewer than two arms", ha="center", transform=ax.transAxes)
     ax.set_yticks([len(rows) - i for i in range(len(rows))], rows, fontsize=8)
     ax.set_ylim(0.5, max(1, len(rows)) + 0.5)
-    ax.set_xlabel("difference in final mean greedy pass@1 (95% paired bootstrap CI)")
+    ax.set_xlabel("difference in final mean greedy pass@1 (95% t-interval; pooled: t over worlds)"
+                  if "intervals" in analysis else "difference in final mean greedy pass@1 (95% paired bootstrap CI)")
     ax.set_title("cuma study: contrasts per world and pooled over held-out worlds", fontsize=10)
     if rows:
         ax.legend(fontsize=7, loc="best")
@@ -155,4 +197,5 @@ def write_outputs(out: Path, study: Mapping[str, Any]) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["PROTOCOL", "format_markdown", "plot_forest", "protocol_commit", "write_outputs"]
+__all__ = ["PROTOCOL", "REANALYSIS", "format_markdown", "intervals_text", "plot_forest", "protocol_commit",
+           "write_outputs"]
