@@ -72,6 +72,9 @@ class CuMaEnv(gym.Env):
     | `majority`        | 1 in the largest cluster, else 0 (TTRL)                     | never                         |
     | `self_certainty`  | the caller's `token_stats` value (Intuitor)                 | never                         |
     | `ground_truth`    | 1 if equivalent to the hidden answer (labelled upper bound) | never                         |
+    | `random_reward`   | a fair 0/1 coin per completion (spurious-reward control)    | never                         |
+    | `format_only`     | 1 for any parsed answer, right or wrong (control)           | never                         |
+    | `cluster_share`   | its answer cluster's share of G, unanswered 0 (EMPO)        | never                         |
     | a callable        | `fn(group) -> GroupOutcome` or G floats                     | if it returns `masked=True`   |
     | `"module:attr"`   | the reward class, instance or function it names             | as that reward does           |
 

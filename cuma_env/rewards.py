@@ -10,6 +10,12 @@ reward, so switching reward never changes the label-free statistics a curriculum
 | `majority`        | TTRL                          | no      | never                                   |
 | `self_certainty`  | Intuitor                      | no      | never                                   |
 | `ground_truth`    | GRPO with labels (upper bound)| yes     | never                                   |
+| `random_reward`   | control: a fair coin each     | no      | never                                   |
+| `format_only`     | control: 1 for any answer     | no      | never                                   |
+| `cluster_share`   | EMPO: its cluster's share     | no      | never                                   |
+
+The last three live in `cuma_env.control_rewards`: the controls that tell a gain from agreeing on the right
+answer from one that any reward, or learning to answer at all, would give; and EMPO, a field baseline.
 
 "labels?" is each reward's own `uses_labels` declaration, read wherever label-freeness matters (the curriculum
 statistics read a reward's values only when it declares `uses_labels = False`); a reward that does not
@@ -28,40 +34,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from cuma_env.control_rewards import ClusterShare, FormatOnly, RandomReward
 from cuma_env.plugins import PluginError, load_plugin, plugin_names
-from cuma_env.problems import Problem
-from cuma_env.voting import Vote
-
-
-@dataclass(frozen=True)
-class Group:
-    """Everything a reward function may look at for one prompt's group of responses."""
-
-    problem: Problem
-    completions: tuple[str, ...]
-    answers: tuple[str | None, ...]
-    vote: Vote
-    token_stats: tuple[float, ...] | None = None  # per-response self-certainty, from the caller's logits
-
-    @property
-    def size(self) -> int:
-        return len(self.completions)
-
-
-@dataclass(frozen=True)
-class GroupOutcome:
-    rewards: tuple[float, ...]
-    masked: bool
-
-
-class GroupReward(Protocol):
-    name: str
-    uses_labels: bool  # whether its rewards read the hidden answer (see `reward_uses_labels`)
-
-    def __call__(self, group: Group) -> GroupOutcome: ...
+from cuma_env.reward_types import Group, GroupOutcome, GroupReward
 
 
 class MaskedMajority:
@@ -151,6 +128,9 @@ REWARDS: dict[str, Callable[[], GroupReward]] = {
     "majority": Majority,
     "self_certainty": SelfCertainty,
     "ground_truth": GroundTruth,
+    "random_reward": RandomReward,
+    "format_only": FormatOnly,
+    "cluster_share": ClusterShare,
 }
 
 
@@ -220,8 +200,8 @@ def _plugin_reward(name: str) -> GroupReward:
 
 
 def make_reward(reward: str | GroupReward | Callable[[Group], GroupOutcome | Sequence[float]]) -> GroupReward:
-    """A reward by name (`masked_majority`, `majority`, `self_certainty`, `ground_truth`), by `module:attr` path
-    or installed plugin name (see the module docstring), or a callable. A bad path is one `PluginError` line."""
+    """A reward by name (a key of `REWARDS`: the table of the module docstring), by `module:attr` path or
+    installed plugin name (see the module docstring), or a callable. A bad path is one `PluginError` line."""
     if isinstance(reward, str):
         if reward in REWARDS:
             return REWARDS[reward]()
