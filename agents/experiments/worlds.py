@@ -16,6 +16,11 @@ A world file (YAML or JSON) lists them, as a list or under `worlds:`:
         model: smollm2-135m     # a world that is a pretrained model (a packaged name, a directory or a hub id):
         presets: smollm2        # its arms train from the `smollm2-*` presets instead of `tiny-*`
 
+A file written by `cuma study --worlds sampled:N --write-worlds FILE` (`agents.experiments.world_sampler`) adds
+a top-level `drawn:` record (the distribution, its replacement rule, the draws it replaced and why) and a
+`drawn:` entry per world (its draw index, the distribution, the base's measured numbers); both are records, read
+back as they are (docs/worlds.md).
+
 A tiny world's base is built and cached by the same code as `cuma base` (`agents.tiny.cache.ensure_tiny_base`):
 the default configuration installs the published weights, any other trains on first use (minutes).
 """
@@ -32,7 +37,7 @@ from agents.tiny.config import TinyBaseConfig
 
 ROLES = ("design", "held_out")
 DEFAULT_SEEDS = {"design": 5, "held_out": 3}
-WORLD_KEYS = ("name", "role", "seeds", "read_before", "description", "model", "presets")
+WORLD_KEYS = ("name", "role", "seeds", "read_before", "description", "model", "presets", "drawn")
 TINY_FAMILY = "tiny"
 BASE_KEYS = tuple(f.name for f in fields(TinyBaseConfig))
 SHIPPED = Path(__file__).parent / "study_worlds" / "default.yaml"
@@ -53,6 +58,7 @@ class World:
     description: str = ""
     model: str | None = None        # a pretrained model instead of a tiny base (its arms use `presets`)
     presets: str = TINY_FAMILY      # the preset family the arms train from: `<presets>-cuma-gated`, ...
+    drawn: dict[str, Any] | None = None  # a drawn world: its draw index, distribution and check (world_sampler)
 
     def base_config(self) -> TinyBaseConfig:
         return TinyBaseConfig.from_dict(self.base) if self.base else TinyBaseConfig()
@@ -72,6 +78,8 @@ class World:
                 "description": self.description, "base": dict(self.base), "base_key": self.base_key}
         if self.model:
             data.update(model=self.model, presets=self.presets)
+        if self.drawn is not None:
+            data["drawn"] = dict(self.drawn)
         return data
 
 
@@ -114,8 +122,14 @@ def parse_world(entry: Any, where: str = "world") -> World:
         if presets is None:
             raise WorldError(f"{where}: say which presets its arms train from (presets: smollm2 uses the "
                              "smollm2-* presets with model.path replaced)")
+    drawn = entry.get("drawn")
+    if drawn is not None and (not isinstance(drawn, dict) or not isinstance(drawn.get("index"), int)
+                              or isinstance(drawn.get("index"), bool) or drawn["index"] < 1
+                              or not isinstance(drawn.get("distribution"), str) or model is not None):
+        raise WorldError(f"{where}: drawn records a tiny world's draw: a mapping with index (>= 1) and "
+                         f"distribution (its file), got {drawn!r}")
     world = World(name, role, base, seeds, read_before, str(entry.get("description", "")), model,
-                  presets or TINY_FAMILY)
+                  presets or TINY_FAMILY, drawn)
     try:
         world.base_config()
     except (TypeError, ValueError) as exc:
@@ -125,11 +139,21 @@ def parse_world(entry: Any, where: str = "world") -> World:
 
 def parse_worlds(data: Any, source: str = "worlds") -> list[World]:
     """The worlds of a loaded file: unique names, at most one design world."""
-    if isinstance(data, dict) and set(data) == {"worlds"}:
+    return parse_world_file(data, source)[0]
+
+
+def parse_world_file(data: Any, source: str = "worlds") -> tuple[list[World], dict[str, Any] | None]:
+    """(worlds, the file's `drawn` record or None): `parse_worlds`, keeping a drawn file's record."""
+    drawn = None
+    if isinstance(data, dict) and "worlds" in data and set(data) <= {"worlds", "drawn"}:
+        drawn = data.get("drawn")
+        if "drawn" in data and not isinstance(drawn, dict):
+            raise WorldError(f"{source}: drawn is the record of a drawn world file (a mapping), got {drawn!r}")
         data = data["worlds"]
     elif isinstance(data, dict):
-        extra = sorted(set(data) - {"worlds"})
-        raise WorldError(f"{source}: expected a list of worlds or one key 'worlds', found {extra}")
+        extra = sorted(set(data) - {"worlds", "drawn"})
+        raise WorldError(f"{source}: expected a list of worlds or the key 'worlds' (and a drawn file's 'drawn'), "
+                         f"found {extra or sorted(data)}")
     if not isinstance(data, list) or not data:
         raise WorldError(f"{source}: expected a non-empty list of worlds")
     worlds = [parse_world(entry, f"{source}: world {i + 1}") for i, entry in enumerate(data)]
@@ -139,13 +163,18 @@ def parse_worlds(data: Any, source: str = "worlds") -> list[World]:
         raise WorldError(f"{source}: world names must be unique; repeated: {', '.join(dupes)}")
     if sum(w.role == "design" for w in worlds) > 1:
         raise WorldError(f"{source}: at most one world has role 'design' (the one the defaults were chosen in)")
-    return worlds
+    return worlds, drawn
 
 
 def load_worlds(path: str | Path | None = None) -> list[World]:
     """The worlds of a YAML or JSON file (default: the shipped one, `agents/experiments/study_worlds/default.yaml`)."""
+    return load_world_file(path)[0]
+
+
+def load_world_file(path: str | Path | None = None) -> tuple[list[World], dict[str, Any] | None]:
+    """(worlds, the `drawn` record of a file written from a distribution, else None) of a world file."""
     path = Path(path) if path is not None else SHIPPED
-    return parse_worlds(read_yaml_file(path, "world file", WorldError), str(path))
+    return parse_world_file(read_yaml_file(path, "world file", WorldError), str(path))
 
 
 def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
@@ -194,5 +223,5 @@ def base_info(world: World) -> dict[str, Any]:
             "source": meta.get("source", "trained")}
 
 
-__all__ = ["BASE_KEYS", "DEFAULT_SEEDS", "ROLES", "SHIPPED", "World", "WorldError", "base_info", "load_worlds",
-           "model_path", "parse_world", "parse_worlds", "read_yaml_file"]
+__all__ = ["BASE_KEYS", "DEFAULT_SEEDS", "ROLES", "SHIPPED", "World", "WorldError", "base_info", "load_world_file",
+           "load_worlds", "model_path", "parse_world", "parse_world_file", "parse_worlds", "read_yaml_file"]
