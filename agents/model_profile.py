@@ -6,12 +6,14 @@
 
 Per level (or benchmark): greedy and sampled pass@1, maj@k, the parse rate, the share of completions that
 write `\\boxed{}`, mean completion tokens, and the share of groups a 2-vote and a 6-of-8 mask keep, with the
-majority's accuracy among the kept groups. Each row is computed under each answer rule (`boxed`: only a
-marked answer counts; `fallback`: the env's `last_number_fallback=True`, where the last number of unmarked
-text is the answer) and at each token budget: one generation at the largest budget is cut at the smaller ones
-(the first b tokens of a sample are what a generation of b tokens draws from the same stream), so a table of
-budgets costs one generation. Prompts go through the model's own chat template (`agents.policy.render_prompts`).
-`cuma base --model NAME` prints it; the tiny base keeps its own profile (`agents.tiny.profile`).
+majority's accuracy among the kept groups (and per size of the largest cluster, from which
+`agents.experiments.trainability` reads any mask and the agreement). Each row is computed under each answer
+rule (`boxed`: only a marked answer counts; `fallback`: the env's `last_number_fallback=True`, where the last
+number of unmarked text is the answer) and at each token budget: one generation at the largest budget is cut
+at the smaller ones (the first b tokens of a sample are what a generation of b tokens draws from the same
+stream), so a table of budgets costs one generation. Prompts go through the model's own chat template
+(`agents.policy.render_prompts`). `cuma base --model NAME` prints it; the tiny base keeps its own profile
+(`agents.tiny.profile`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class RuleStats:
     kept_strict: float         # ... >= 75% of the group
     maj_acc_2vote: float | None   # majority accuracy among the groups the 2-vote mask keeps
     maj_acc_strict: float | None
+    # largest-cluster size -> {"groups": count, "majority_acc": accuracy of the plurality answer}, as the tiny
+    # base's profile records it: any mask's kept share and the agreement follow (agents.experiments.trainability)
+    majority_by_cluster: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +77,9 @@ class ModelProfile:
         data = asdict(self)
         for group in data["groups"]:
             group["cells"] = {rule: {str(b): s for b, s in by.items()} for rule, by in group["cells"].items()}
+            for by in group["cells"].values():
+                for s in by.values():
+                    s["majority_by_cluster"] = {str(c): v for c, v in s["majority_by_cluster"].items()}
         return data
 
     def format_table(self, rule: str | None = None, budget: int | None = None) -> str:
@@ -154,6 +162,7 @@ def _group_profile(name: str, problems: Sequence[Problem], greedy: list, sampled
         profile.cells[rule] = {}
         for budget in budgets:
             g_hits, p_hits, m_hits, parsed, kept2, kept_s, acc2, acc_s = 0, 0, 0, 0, 0, 0, [], []
+            by_cluster: dict[int, list[int]] = {}
             for problem, g_ids, group in zip(problems, greedy, sampled):
                 g_text = tokenizer.decode(g_ids[0][:budget], skip_special_tokens=True)
                 g_hits += matches_reference(extract_answer(g_text, last_number_fallback=fallback), problem.answer)
@@ -164,6 +173,7 @@ def _group_profile(name: str, problems: Sequence[Problem], greedy: list, sampled
                 vote = majority_vote(answers, min_votes=2)
                 right = vote.label is not None and bool(matches_reference(vote.label, problem.answer))
                 m_hits += right
+                by_cluster.setdefault(int(vote.count), []).append(int(right))
                 if vote.count >= 2:
                     kept2 += 1
                     acc2.append(right)
@@ -174,7 +184,9 @@ def _group_profile(name: str, problems: Sequence[Problem], greedy: list, sampled
             profile.cells[rule][budget] = RuleStats(
                 n=n, greedy=g_hits / n, pass1=p_hits / (n * samples), maj=m_hits / n, parsed=parsed / (n * samples),
                 kept_2vote=kept2 / n, kept_strict=kept_s / n, maj_acc_2vote=_mean(acc2) if acc2 else None,
-                maj_acc_strict=_mean(acc_s) if acc_s else None)
+                maj_acc_strict=_mean(acc_s) if acc_s else None,
+                majority_by_cluster={c: {"groups": len(v), "majority_acc": _mean(v)}
+                                     for c, v in sorted(by_cluster.items())})
     return profile
 
 

@@ -9,6 +9,12 @@
     cuma base --model smollm2-135m --split validation --n-per-level 24 --budgets 64,96,192
                                     # a real LLM (or a model directory): pass@1, maj@8, parse and mask rates
                                     # under each answer rule and token budget (agents.model_profile)
+    cuma base --study docs/results/study --n-per-level 16
+                                    # each world's diagnostic on validation vs the study's measured gains:
+                                    # Spearman rho over worlds (agents.experiments.trainability_study)
+
+Every profile ends with the trainability diagnostic (agents.experiments.trainability): per level maj@k - greedy,
+parse rate, agreement, the 2-vote and 6-of-8 kept shares, and the predicted room for a label-free gain.
 
 The default base is installed from the weights published with the package (the same base on every
 machine: a rebuild on another CPU gives other weights); other seeds or steps are trained here.
@@ -41,7 +47,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="--model only: also profile the first --n-per-level problems of these benches (e.g. "
                              "gsm8k,math500; `cuma eval --help` lists them), each in its own prompt template")
     parser.add_argument("--threads", type=int, default=None,
-                        help="--model only: torch threads (default: the cores this process may use)")
+                        help="--model and --study only: torch threads (default: the cores this process may use "
+                             "with --model, 1 with --study)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base model (default 0)")
     parser.add_argument("--steps", type=int, default=None,
                         help="warm-up steps (default: the TinyBaseConfig default; another value is another base)")
@@ -53,8 +60,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "TinyBaseConfig default)")
     parser.add_argument("--out", type=Path, default=None, help="directory to write base_profile.json into")
     parser.add_argument("--n-per-level", type=int, default=200, help="held-out problems per level (default 200)")
-    parser.add_argument("--split", choices=("train", "validation", "test"), default="test",
-                        help="the arithmetic split profiled (default test; validation while designing a base)")
+    parser.add_argument("--split", choices=("train", "validation", "test"), default=None,
+                        help="the arithmetic split profiled (default test, validation with --study; validation "
+                             "while designing a base)")
+    parser.add_argument("--study", type=Path, default=None, metavar="DIR",
+                        help="a finished `cuma study` directory: profile each world's base and rank-correlate the "
+                             "diagnostic with the study's measured gains (writes trainability.json/.md to --out, "
+                             "default DIR); the voting arms' cells give samples, temperature, budget and levels")
+    parser.add_argument("--build", action="store_true",
+                        help="--study only: train the worlds' bases that are not cached (minutes each)")
     parser.add_argument("--samples", type=int, default=8, help="samples per problem for pass@1/maj@k (default 8)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out order and sampling")
@@ -74,8 +88,14 @@ def run(args: argparse.Namespace) -> int:
     if args.n_per_level < 1 or args.samples < 1 or args.temperature <= 0:
         return fail("base", f"--n-per-level and --samples must be >= 1 and --temperature > 0, got "
                             f"{args.n_per_level}, {args.samples} and {args.temperature:g}")
+    if args.study is not None:
+        return _run_study(args)
+    if args.build:
+        return fail("base", "--build goes with --study (it trains the study's uncached bases)")
+    args.split = args.split or "test"
     if args.model != "tiny":
         return _run_model(args)
+    from agents.experiments.trainability import STRICT_SHARE, diagnose, format_diagnosis
     from agents.tiny.cache import ensure_tiny_base, read_metadata
     from agents.tiny.config import TinyBaseConfig
     from agents.tiny.model import count_parameters, load_tiny_base
@@ -124,8 +144,10 @@ def run(args: argparse.Namespace) -> int:
           f"{report.samples} samples at T={report.temperature:g}; evaluated in {report.seconds:.1f} s")
     print(report.format_table())
     print(report.majority_verdict())
+    print(format_diagnosis(report))
     if out_file is not None:
-        payload = {"base_path": str(path), "base": meta, "profile": report.to_dict()}
+        payload = {"base_path": str(path), "base": meta, "profile": report.to_dict(),
+                   "trainability": {mask: diagnose(report, mask=mask) for mask in (2, STRICT_SHARE)}}
         out_file.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out_file}")
     return 0
@@ -138,7 +160,8 @@ def _run_model(args: argparse.Namespace) -> int:
     import torch
 
     from agents.commands import check_out_file, fail
-    from agents.model_profile import profile_model
+    from agents.experiments.trainability import STRICT_SHARE, diagnose, format_diagnosis
+    from agents.model_profile import RULES, profile_model
     from agents.policy import load_model
     from cuma_env.arithmetic import ArithmeticSource
     from cuma_env.problems import LEVELS
@@ -174,10 +197,49 @@ def _run_model(args: argparse.Namespace) -> int:
     print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; split '{args.split}', "
           f"{args.samples} samples at T={args.temperature:g}, template {args.template!r}; {profile.seconds:.0f} s")
     print(profile.format_table())
+    levels_run = [f"L{lv}" for lv in levels]
+    for rule in RULES:  # the diagnostic on the arithmetic levels, at the largest budget
+        print(format_diagnosis(profile, rule=rule, levels=levels_run))
     if args.out is not None:
         out_file = args.out / "base_profile.json"
-        out_file.write_text(json.dumps({"model": args.model, "profile": profile.to_dict()}, indent=2) + "\n")
+        trainability = {rule: {mask: diagnose(profile, mask=mask, rule=rule, levels=levels_run)
+                               for mask in (2, STRICT_SHARE)} for rule in RULES}
+        out_file.write_text(json.dumps({"model": args.model, "profile": profile.to_dict(),
+                                        "trainability": trainability}, indent=2) + "\n")
         print(f"wrote {out_file}")
+    return 0
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    """`cuma base --study DIR`: the diagnostic of each world's base against the study's measured gains."""
+    from agents.commands import check_out_file, fail
+    from agents.experiments.trainability_study import (
+        StudyDirError,
+        format_study_trainability,
+        study_trainability,
+        write_study_trainability,
+    )
+
+    split = args.split or "validation"
+    out = args.out if args.out is not None else args.study
+    if args.model != "tiny":
+        return fail("base", "--study reads each world's base from the study; leave out --model")
+    try:
+        if split == "test":
+            raise StudyDirError("--study profiles the bases on validation: the study measured its gains on test")
+        if not (args.study / "study.json").is_file():
+            raise StudyDirError(f"--study {args.study}: no study.json there (give a finished study's directory)")
+        check_out_file(out / "trainability.json")
+        result = study_trainability(args.study, n_per_level=args.n_per_level, split=split, build=args.build,
+                                    seed=args.eval_seed, threads=args.threads or 1, cache_dir=args.cache_dir,
+                                    log=(lambda _: None) if args.no_progress else print)
+    except (OSError, ValueError) as exc:  # StudyDirError is a ValueError
+        return fail("base", exc)
+    command = (f"cuma base --study {args.study} --split {split} --n-per-level {args.n_per_level}"
+               f"{' --build' if args.build else ''} --threads {args.threads or 1}")
+    print(format_study_trainability(result), end="")
+    for path in write_study_trainability(out, result, command):
+        print(f"wrote {path}")
     return 0
 
 
