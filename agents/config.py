@@ -87,7 +87,9 @@ class Config:
                         self.ray):
             section.validate()
         self.eval.check_split(self.env.id)
-        min_votes_count("env.min_votes", self.env.min_votes, self.rollout.group_size, "rollout.group_size",
+        voted = self.rollout.vote_group_size or self.rollout.group_size  # the group the vote counts in
+        min_votes_count("env.min_votes", self.env.min_votes, voted,
+                        "rollout.vote_group_size" if self.rollout.vote_group_size else "rollout.group_size",
                         within_group=True)  # a count above the group would mask every group
 
 
@@ -99,8 +101,10 @@ _SECTION_TYPES = {"model": ModelConfig, "env": EnvConfig, "curriculum": Curricul
 # run resumed with more steps follows the longer schedule from its current step on (from there its lr, and
 # so its weights, differ from the original run's; they equal a fresh run of the new length only up to the
 # first step whose lr differs). `Trainer.resume` refuses fewer steps than the checkpoint has already run.
-RESUMABLE_KEYS = frozenset({"train.steps", "eval.every", "output.checkpoint_every", "output.keep_checkpoints",
-                            "output.tensorboard", "output.progress", "eval.batch_size", "ray.address"})
+# `train.max_samples` only moves where the run stops, like `train.steps` without changing the lr schedule.
+RESUMABLE_KEYS = frozenset({"train.steps", "train.max_samples", "eval.every", "output.checkpoint_every",
+                            "output.keep_checkpoints", "output.tensorboard", "output.progress", "eval.batch_size",
+                            "ray.address"})
 
 
 def preset_names() -> list[str]:

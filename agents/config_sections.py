@@ -213,7 +213,7 @@ class CurriculumConfig:
 
 @dataclass
 class RolloutConfig:
-    group_size: int = 8                      # N responses per prompt
+    group_size: int = 8                      # responses per prompt trained on (and voted on, unless vote_group_size)
     prompts_per_step: int = 16               # groups per optimizer step
     temperature: float = 0.6
     top_p: float = 1.0
@@ -221,6 +221,8 @@ class RolloutConfig:
     workers: int = 1                         # >1: Ray rollout workers (agents.distributed); 1: this process
     mode: str = "sync"                       # workers > 1: sync (every step on fresh weights) | async
     max_staleness: int = 1                   # async: batches generated ahead; older samples are dropped
+    vote_group_size: int | None = None       # TTRL's N: sample and vote N per prompt, train on group_size of them
+                                             # (a seeded random subset, agents/vote_subset.py); None: vote on the group
 
     def validate(self) -> None:
         at_least("rollout.group_size", self.group_size, 2)
@@ -234,6 +236,11 @@ class RolloutConfig:
         if self.prompts_per_step % self.workers:
             raise ConfigError(f"rollout.prompts_per_step={self.prompts_per_step} must be a multiple of "
                               f"rollout.workers={self.workers} (each worker samples whole groups)")
+        need(self.vote_group_size is None or self.vote_group_size >= self.group_size,
+             f"rollout.vote_group_size: the N completions voted on per prompt must be >= rollout.group_size "
+             f"(the M of them trained on), got N={self.vote_group_size}, M={self.group_size}")
+        need(self.vote_group_size is None or self.workers == 1, "rollout.vote_group_size: Ray workers "
+             f"(rollout.workers={self.workers}) sample rollout.group_size per prompt; use rollout.workers=1")
 
 
 @dataclass
@@ -256,6 +263,8 @@ class TrainConfig:
     aggregation: str = "token_mean"          # token_mean | prompt_mean
     micro_batch: int | None = None           # rows per forward/backward, gradients summed to the same update
                                              # (None: all kept rows at once; set it when the logits do not fit)
+    max_samples: int | None = None           # a budget of generated completions (training groups + curriculum
+                                             # probes): the run stops before a step that would not fit; None: off
 
     def validate(self) -> None:
         one_of("train.schedule", self.schedule, LR_SCHEDULES)
@@ -277,6 +286,8 @@ class TrainConfig:
              f"train.adam_betas: must be two numbers in [0, 1), got {self.adam_betas}")
         need(self.micro_batch is None or self.micro_batch >= 1,
              f"train.micro_batch: must be >= 1 or null, got {self.micro_batch}")
+        need(self.max_samples is None or self.max_samples >= 1,
+             f"train.max_samples: must be >= 1 or null, got {self.max_samples}")
 
 
 @dataclass

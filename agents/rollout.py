@@ -8,6 +8,11 @@ masked groups (option: keep them with zero advantage). The env (`scoring="buffer
 unread, so each completion is extracted and voted once, by the vote. For `self_certainty` the collector's
 `postproc` adds each response's self-certainty before the vote.
 
+With `rollout.vote_group_size: N` (TTRL's shape, `agents.vote_subset`) each prompt gets N responses instead
+(B = P x N), the vote and the curriculum see all N (probes too sample N), and `VoteSubset`, after the vote on
+the write path, keeps G = `rollout.group_size` of each group with advantages normalised within them. Every
+batch reports the completions it generated (`extra["generated"]`: P x N, or P x G without a vote size).
+
 Workarounds (TorchRL 0.14 gotchas, numbered as in docs/torchrl-gotchas.md):
 - gotcha 7: the collector resets the env at construction, and that batch is never stepped. The stream's
   state is saved before the collector is built and restored after, so no problem is lost.
@@ -47,6 +52,7 @@ import torch
 
 from agents.config import Config
 from agents.policy import Policy, render_prompts
+from agents.vote_subset import VoteSubset
 from cuma_env.episode import EpisodeConfig, probe_hook
 from cuma_env.problems import Problem
 from cuma_env.torchrl.fast_paths import InPlaceCompose, OneStepCollector
@@ -138,20 +144,22 @@ class Rollout:
         set_list_to_stack(True).set()
         self.config, self.policy = config, policy
         e, r = config.env, config.rollout
-        self.group_size, self.prompts = r.group_size, r.prompts_per_step
+        self.group_size, self.prompts, size = r.group_size, r.prompts_per_step, vote_size(config)
         source, stream = training_curriculum(config, policy)
         self.curriculum = stream
         self.stream = RecordingStream(stream, self.prompts)
         initial = stream.state_dict()
         self.env = cuma_env.make_torchrl_env(
-            e.id, tokenizer=policy.tokenizer, batch_size=r.group_size * r.prompts_per_step, source=source,
+            e.id, tokenizer=policy.tokenizer, batch_size=size * r.prompts_per_step, source=source,
             prompt_template=e.prompt_template, problem_stream=self.stream, seed=config.seed, **episode_settings(config))
-        self.vote, self.buffer = vote_buffer(config, env=self.env)
+        self.subset = make_vote_subset(config)
+        self.vote, self.buffer = vote_buffer(config, env=self.env, subset=self.subset)
+        self.generated = size * r.prompts_per_step  # completions sampled per step
         postproc = self._self_certainty if e.reward == "self_certainty" else None
         with warnings.catch_warnings():  # gotcha 8
             warnings.filterwarnings("ignore", message=".*auto_register_policy_transforms.*")
             self.collector = OneStepCollector(self.env, policy=policy.generator,
-                                              dialog_turns_per_batch=r.group_size * r.prompts_per_step,
+                                              dialog_turns_per_batch=size * r.prompts_per_step,
                                               replay_buffer=self.buffer, postproc=postproc)
         self.stream.reset_to(initial)  # gotcha 7: undo the draws of the construction-time reset
         self._iterator = None
@@ -167,7 +175,7 @@ class Rollout:
         data = self.buffer[:n] if n else None
         infos = self.stream.pop_infos()
         return RolloutBatch(data=data, infos=infos, kept_groups=n // self.group_size,
-                            seconds=time.perf_counter() - start)
+                            seconds=time.perf_counter() - start, extra={"generated": self.generated})
 
     def _self_certainty(self, td: Any) -> Any:
         return add_self_certainty(self.policy, self.config, td)
@@ -176,10 +184,15 @@ class Rollout:
         """After an optimizer step: nothing to do, the generator samples from the learner's own weights."""
 
     def state_dict(self) -> dict[str, Any]:
-        return self.stream.state_dict()
+        state = self.stream.state_dict()
+        if self.subset is not None:
+            state["vote_subset"] = self.subset.rng_state()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.stream.load_state_dict(state)
+        if self.subset is not None and "vote_subset" in state:
+            self.subset.set_rng_state(state["vote_subset"])
 
     def summary(self) -> dict[str, Any]:
         return self.curriculum.summary()
@@ -205,32 +218,48 @@ def training_curriculum(config: Config, policy: Policy) -> tuple[Any, Any]:
                                     seed=config.seed, probe=probe)
 
 
+def vote_size(config: Config) -> int:
+    """Responses sampled and voted on per prompt: `rollout.vote_group_size` (TTRL's N), else `rollout.group_size`."""
+    return config.rollout.vote_group_size or config.rollout.group_size
+
+
 def episode_settings(config: Config) -> dict[str, Any]:
     """`EpisodeConfig`'s knobs from the run's config, read once for the env, the learner-side vote and probes."""
     e = config.env
-    return {"group_size": config.rollout.group_size, "min_votes": e.min_votes, "reward": e.reward,
+    return {"group_size": vote_size(config), "min_votes": e.min_votes, "reward": e.reward,
             "empty_votes": e.empty_votes, "last_number_fallback": e.last_number_fallback}
 
 
-def vote_buffer(config: Config, env: Any = None, **binding: Any) -> tuple[Any, Any]:
+def make_vote_subset(config: Config) -> Any:
+    """The `VoteSubset` that keeps `rollout.group_size` of the `vote_size` voted rows per group, or None when the
+    run votes on the group it trains on."""
+    n, m = vote_size(config), config.rollout.group_size
+    return VoteSubset(n, m, seed=config.seed) if n > m else None
+
+
+def vote_buffer(config: Config, env: Any = None, subset: Any = None, **binding: Any) -> tuple[Any, Any]:
     """(`GroupVote`, the replay buffer it is the write transform of), one step's P x G rows, for both rollouts.
 
     `env`: the TorchRL env whose config, reward, problems in flight and stream the vote reads
     (`GroupVote.from_env`); without one (Ray: the learner holds no env), `binding` gives the vote's `problems`,
     `problem_stream` and `source_name`, and its config is `episode_settings`. The batches written are fresh and
     never read again (a collector's, a worker's), so the vote writes in place (`copy=False`, `handover=True`).
+    `subset`: a `VoteSubset` run after the vote (it writes the advantages of the rows it keeps).
     """
     from torchrl.data import LazyStackStorage, ReplayBuffer
 
     from cuma_env.torchrl.group_vote import GroupVote
 
     settings = {"drop_masked": config.train.masked_groups == "drop", "copy": False}
+    if subset is not None:
+        settings["advantage_key"] = None
     if env is not None:
         vote = env.group_vote(**settings)
     else:
         vote = GroupVote(config=EpisodeConfig(**episode_settings(config)), **settings, **binding)
     rows = config.rollout.group_size * config.rollout.prompts_per_step
-    buffer = ReplayBuffer(storage=LazyStackStorage(rows), transform=InPlaceCompose(vote, handover=True),
+    chain = (vote,) if subset is None else (subset, vote)  # `inv` runs a Compose's transforms last to first
+    buffer = ReplayBuffer(storage=LazyStackStorage(rows), transform=InPlaceCompose(*chain, handover=True),
                           batch_size=rows)
     return vote, buffer
 
@@ -276,7 +305,7 @@ def make_probe(policy: Policy, config: Config):
     e, r = config.env, config.rollout
 
     def sample(texts: list[str]) -> list[list[str]]:
-        return policy.generate_texts(render_prompts(policy.tokenizer, texts), samples=r.group_size,
+        return policy.generate_texts(render_prompts(policy.tokenizer, texts), samples=vote_size(config),
                                      temperature=r.temperature, max_new_tokens=r.max_new_tokens, top_p=r.top_p)
 
     return probe_hook(sample, e.prompt_template or get_task(e.id).template, EpisodeConfig(**episode_settings(config)))
