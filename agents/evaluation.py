@@ -18,6 +18,9 @@ and the same weights always give the same numbers.
 `collapse` is the share of the most common greedy answer across all evaluated prompts (1.0: one answer for
 every problem, the paper's collapse). A run's held-out evaluation (its problems `heldout_set`, its settings the
 config's `eval` section) is one call, `evaluate_heldout`: the trainer, the base arm and the examples make it.
+The trainer keeps each evaluation's greedy pass problem by problem (`per_problem=True`: the run's
+eval_problems.jsonl), which a study cell reads instead of evaluating its final model again; a study world's start
+evaluations are computed once and reused (`agents.evaluation_reuse`).
 """
 
 from __future__ import annotations
@@ -178,9 +181,11 @@ def _greedy_answers(policy: Any, prompts: Sequence[str], *, max_new_tokens: int,
 
 def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: str, *, samples: int = 4,
              temperature: float = 0.6, max_new_tokens: int = 16, batch_size: int = 512, seed: int = 0,
-             top_p: float = 1.0, last_number_fallback: bool = True) -> dict[str, Any]:
+             top_p: float = 1.0, last_number_fallback: bool = True, per_problem: bool = False) -> dict[str, Any]:
     """Greedy pass@1, sampled pass@1 (`samples` per problem), maj@`samples` per level; collapse; parse rate.
-    Answers are read by the rule the run trains with (`last_number_fallback`: `env.last_number_fallback`)."""
+    Answers are read by the rule the run trains with (`last_number_fallback`: `env.last_number_fallback`).
+    `per_problem`: also "problems", the greedy pass problem by problem as `greedy_per_problem` gives it, plus
+    each greedy answer (a study cell reads its final model's from the trainer's final evaluation)."""
     from agents.generation import seeded
     from cuma_env.answers import extract_answer
     from cuma_env.voting import majority_vote
@@ -188,6 +193,7 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
     start = time.perf_counter()
     levels: dict[Any, dict[str, float]] = {}
     greedy_answers: list[str | None] = []
+    records: dict[str, dict[str, list]] = {}
     with _eval_mode(policy.model), seeded(seed, policy.device):
         for level, items in problems.items():
             if not items:
@@ -198,6 +204,8 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
             sampled = policy.generate_texts(prompts, samples=samples, temperature=temperature, top_p=top_p,
                                             max_new_tokens=max_new_tokens, batch_size=batch_size)
             greedy_answers += greedy
+            if per_problem:
+                records[str(level)] = _per_problem(items, greedy, answers_too=True)
             g_hits = s_hits = maj_hits = parsed = 0
             for problem, answer, group in zip(items, greedy, sampled):
                 g_hits += is_correct(answer, problem.answer)
@@ -210,8 +218,11 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
             n = len(items)
             levels[level] = {"n": n, "greedy": g_hits / n, "pass1": s_hits / (n * samples),
                              "maj": maj_hits / n, "parse_rate": parsed / (n * samples)}
-    return {"levels": levels, "collapse": heldout_collapse(greedy_answers), "samples": samples,
-            "temperature": temperature, "seconds": time.perf_counter() - start}
+    result = {"levels": levels, "collapse": heldout_collapse(greedy_answers), "samples": samples,
+              "temperature": temperature, "seconds": time.perf_counter() - start}
+    if per_problem:
+        result["problems"] = {"levels": records, "collapse": result["collapse"]}
+    return result
 
 
 def heldout_set(config: Any) -> tuple[dict[Any, list[Problem]], str]:
@@ -223,14 +234,23 @@ def heldout_set(config: Any) -> tuple[dict[Any, list[Problem]], str]:
     return problems, e.prompt_template or template
 
 
-def evaluate_heldout(policy: Any, config: Any, heldout: tuple[Any, str] | None = None) -> dict[str, Any]:
-    """`evaluate` under the run's `eval` settings on `heldout` (default: `heldout_set(config)`)."""
+def evaluate_heldout(policy: Any, config: Any, heldout: tuple[Any, str] | None = None, *,
+                     per_problem: bool = False) -> dict[str, Any]:
+    """`evaluate` under the run's `eval` settings on `heldout` (default: `heldout_set(config)`), `per_problem`
+    as there. Inside `agents.evaluation_reuse.reusing_start_evaluations` a model's first evaluation is reused
+    when the same one was computed before (a study world's start evaluation), with `reused: True`."""
+    from agents.evaluation_reuse import reused_or_computed
+
     problems, template = heldout if heldout is not None else heldout_set(config)
     c = config
-    return evaluate(policy, problems, template, samples=c.eval.samples, temperature=c.eval.temperature,
-                    max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens,
-                    batch_size=c.eval.batch_size, seed=c.seed, top_p=c.rollout.top_p,
-                    last_number_fallback=c.env.last_number_fallback)
+    settings = dict(samples=c.eval.samples, temperature=c.eval.temperature,
+                    max_new_tokens=c.eval.max_new_tokens or c.rollout.max_new_tokens, batch_size=c.eval.batch_size,
+                    seed=c.seed, top_p=c.rollout.top_p, last_number_fallback=c.env.last_number_fallback)
+    result = reused_or_computed(policy, problems, template, settings,
+                                lambda: evaluate(policy, problems, template, per_problem=True, **settings))
+    if not per_problem:
+        result.pop("problems", None)
+    return result
 
 
 def heldout_collapse(answers: Sequence[str | None]) -> float:
@@ -254,10 +274,18 @@ def greedy_per_problem(policy: Any, problems: Mapping[Any, Sequence[Problem]], t
             answers = _greedy_answers(policy, _prompts(policy, items, template), max_new_tokens=max_new_tokens,
                                       batch_size=batch_size, last_number_fallback=last_number_fallback)
             answers_all += answers
-            levels[str(level)] = {"ids": [p.id for p in items],
-                                  "correct": [int(is_correct(a, p.answer)) for a, p in zip(answers, items)],
-                                  "answered": [int(a is not None) for a in answers]}
+            levels[str(level)] = _per_problem(items, answers)
     return {"levels": levels, "collapse": heldout_collapse(answers_all)}
+
+
+def _per_problem(items: Sequence[Problem], answers: Sequence[str | None], *, answers_too: bool = False
+                 ) -> dict[str, list]:
+    """One level's greedy results problem by problem: ids, 0/1 correct, 0/1 answered (and the answers)."""
+    record = {"ids": [p.id for p in items], "correct": [int(is_correct(a, p.answer)) for a, p in zip(answers, items)],
+              "answered": [int(a is not None) for a in answers]}
+    if answers_too:
+        record["answers"] = list(answers)
+    return record
 
 
 def mean_over_levels(result: Mapping[str, Any], key: str = "greedy") -> float:

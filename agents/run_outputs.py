@@ -4,6 +4,9 @@
       config.yaml        the resolved config (what `cuma train --resume` reloads)
       metrics.csv        one row per optimizer step (`METRIC_COLUMNS`)
       eval.csv           one row per (held-out evaluation, level) (`EVAL_COLUMNS`)
+      eval_problems.jsonl  one line per held-out evaluation: its greedy pass problem by problem (ids, 0/1
+                         correct and answered, the answers; `agents.evaluation.evaluate(per_problem=True)`), what
+                         a study cell reads instead of evaluating its final model again
       report.png         held-out accuracy per level, mask rate, agreement, majority-label accuracy
                          (diagnostic only), collapse indicator, curriculum level; over steps
       summary.json       first/last held-out results, wall time, step timing
@@ -12,8 +15,8 @@
       tensorboard/       TorchRL's TensorboardLogger, if tensorboard is installed
 
 Rows are appended and flushed as they come. On resume, rows after the checkpoint's step are dropped first
-(a run killed after its last checkpoint may have logged a few more steps), so the CSVs always describe one
-uninterrupted history.
+(a run killed after its last checkpoint may have logged a few more steps), so the CSVs and eval_problems.jsonl
+always describe one uninterrupted history.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ METRIC_COLUMNS = (
     "step", "reward", "mask_rate", "agreement", "majority_acc", "pass_rate", "collapse", "parse_rate",
     "level", "batch_level", "kept_groups", "trained_groups", "trained_tokens", "probes", "loss", "grad_norm",
     "lr", "clip_fraction", "kl_to_ref", "entropy", "curriculum_concentration", "staleness", "stale_dropped",
-    "collect_s", "learn_s", "step_s", "wall_s",
+    "generated", "samples_total", "samples_probe", "collect_s", "learn_s", "step_s", "wall_s",
 )
 TIME_COLUMNS = frozenset({"collect_s", "learn_s", "step_s", "wall_s"})
 EVAL_COLUMNS = ("step", "level", "n", "greedy", "pass1", "maj", "parse_rate", "collapse", "seconds")
+EVAL_PROBLEMS_FILE = "eval_problems.jsonl"
 
 
 class RunOutputs:
@@ -41,11 +45,14 @@ class RunOutputs:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.csv"
         self.eval_path = self.run_dir / "eval.csv"
+        self.problems_path = self.run_dir / EVAL_PROBLEMS_FILE
         for path, columns in ((self.metrics_path, METRIC_COLUMNS), (self.eval_path, EVAL_COLUMNS)):
             if resume_step is None or not path.is_file():
                 _write_rows(path, columns, [])
             else:
                 _write_rows(path, columns, [r for r in read_csv(path) if _step(r) <= resume_step])
+        kept = [] if resume_step is None else [e for e in read_eval_problems(self.run_dir) if e["step"] <= resume_step]
+        _write_lines(self.problems_path, kept)
         self.logger = _tensorboard_logger(self.run_dir) if tensorboard else None
 
     def log_step(self, row: Mapping[str, Any]) -> None:
@@ -55,7 +62,13 @@ class RunOutputs:
                 if key != "step" and _finite(value):
                     self.logger.log_scalar(f"train/{key}", float(value), step=int(row["step"]))
 
-    def log_eval(self, step: int, result: Mapping[str, Any]) -> None:
+    def log_eval(self, step: int, result: Mapping[str, Any], problems: Mapping[str, Any] | None = None) -> None:
+        """eval.csv's rows of one evaluation, and its greedy pass problem by problem (`problems`, when given:
+        `evaluate(per_problem=True)["problems"]`) as a line of eval_problems.jsonl."""
+        if problems is not None:
+            with open(self.problems_path, "a") as handle:
+                handle.write(json.dumps({"step": step, **problems}) + "\n")
+                handle.flush()
         for level, stats in result["levels"].items():
             _append(self.eval_path, EVAL_COLUMNS, {"step": step, "level": level, **stats,
                                                    "collapse": result["collapse"], "seconds": result["seconds"]})
@@ -72,6 +85,27 @@ class RunOutputs:
 
     def write_report(self, title: str = "") -> Path:
         return write_report(self.run_dir, title)
+
+
+def read_eval_problems(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The lines of a run's eval_problems.jsonl ({"step", "levels", "collapse"}), in order; a line cut short by a
+    kill is left out, and a run from before the file existed has none."""
+    path = Path(run_dir) / EVAL_PROBLEMS_FILE
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _write_lines(path: Path, entries: list[Mapping[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    tmp.replace(path)
 
 
 def _step(row: Mapping[str, Any]) -> float:

@@ -6,6 +6,11 @@
 Each step: `Rollout.collect()` samples P prompts x G responses with the current weights and votes on them
 (the curriculum hears every group), `Learner.step()` makes one optimizer step on the groups that carry a
 gradient. Held-out evaluation runs before the first step, every `eval.every` steps and at the end.
+`train.max_samples` (a budget of generated completions, for equal-compute comparisons) also ends the loop,
+cleanly, before a step whose training completions no longer fit: the count (`agents.sample_count`: training
+groups and curriculum probes) is logged per step (`samples_total`), checkpointed, and the stop reason goes to
+summary.json (`stopped`), the log and the report's title. Probes run during a step's vote, so that step's
+probes can take the count past the budget; `train.steps` stays an upper bound.
 Checkpoints every `output.checkpoint_every` steps, at the end, and on Ctrl-C (the first Ctrl-C finishes the
 current step, saves and exits; a second one aborts at once). A resumed run continues with the same step,
 curriculum and sampler state, optimizer, scheduler and RNG states: its next batch is the one the
@@ -32,6 +37,7 @@ from agents.checkpoint import (
 )
 from agents.config import RESUMABLE_KEYS, Config, ConfigError, diff_keys, from_dict, read_yaml, save_config
 from agents.rollout import WorkerLost
+from agents.sample_count import SampleCount
 from cuma_env.episode import vote_metrics
 
 
@@ -50,6 +56,8 @@ class Trainer:
         self.evals: list[tuple[int, dict[str, Any]]] = []
         self.step_seconds: list[float] = []
         self.wall_before = 0.0
+        self.samples = SampleCount()  # generated completions (training + probes): `train.max_samples`
+        self.stop_reason: str | None = None  # steps | max_samples | interrupted, once the run ends
         self.built = False
         self._undo: tuple[Path | None, bytes | None] | None = None  # what `new` wrote, for `discard`
 
@@ -117,10 +125,15 @@ class Trainer:
         from agents.policy import build_policy
 
         c = self.config
+        if c.train.max_samples is not None and c.train.max_samples < step_completions(c):
+            raise ConfigError(f"train.max_samples={c.train.max_samples} is below one step's {step_completions(c)} "
+                              "completions (rollout.prompts_per_step x the completions sampled per prompt): the run "
+                              "could not take a step")
         self._heldout = heldout_set(c)  # held out, in the prompt the run trains on
         seed_everything(c.seed)
         self.policy = build_policy(c.model, c.rollout, seed=c.seed)
         self.rollout = make_rollout(c, self.policy)
+        self.samples.watch_probes(getattr(self.rollout, "curriculum", None))
         try:
             self._build_rest()
         except BaseException:
@@ -148,7 +161,20 @@ class Trainer:
             self.wall_before = float(state["trainer"]["wall_s"])
             self.evals = [(s, r) for s, r in state["trainer"]["evals"]]
             self.step_seconds = list(state["trainer"]["step_seconds"])
+            self._load_samples(state)
             set_rng_state(state["rng"])
+
+    def _load_samples(self, state: dict[str, Any]) -> None:
+        """The checkpoint's sample count; one from before the count existed is rebuilt as those runs generated:
+        prompts x group per step, probe_size x group per probe (the stream's probe counter)."""
+        saved = state["trainer"].get("samples")
+        if saved is None:
+            r, stream = self.config.rollout, state["stream"]
+            probes = int(stream.get("post", stream).get("probes", 0))
+            size = int(self.config.curriculum.options.get("probe_size", 8)) if self.config.curriculum.probe else 0
+            one_step = r.prompts_per_step * r.group_size
+            saved = {"train": self.step * one_step, "probe": probes * size * r.group_size, "last_step": one_step}
+        self.samples.load_state_dict(saved)
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -163,6 +189,9 @@ class Trainer:
             if self.step == 0 and not self.evals:
                 self._evaluate()
             while self.step < c.train.steps and not self.stop_requested:
+                if not self.samples.fits(c.train.max_samples, self._next_step_samples()):
+                    self.stop_reason = "max_samples"
+                    break
                 try:
                     self._train_step(bar)
                 except WorkerLost as exc:  # Ray workers only: saved as the unfinished step found things
@@ -177,7 +206,9 @@ class Trainer:
                 self._save()
                 print(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
                       f"cuma train --resume {self.run_dir}")
+                self.stop_reason = "interrupted"
                 return self._finish(interrupted=True)
+            self.stop_reason = self.stop_reason or "steps"
             if not self.evals or self.evals[-1][0] != self.step:
                 self._evaluate()
             self._save()
@@ -195,8 +226,10 @@ class Trainer:
     def _train_step(self, bar: Any) -> None:
         t0 = time.perf_counter()
         if getattr(self.rollout, "workers_can_fail", False):  # what a checkpoint of this step's start holds
-            self._step_start = {"stream": self.rollout.state_dict(), "rng": rng_state()}
+            self._step_start = {"stream": self.rollout.state_dict(), "rng": rng_state(),
+                                "samples": self.samples.state_dict()}
         batch = self.rollout.collect()
+        self.samples.add_step(batch.infos, batch.extra.get("generated"))  # after the vote: its probes are in
         learn = self.learner.step(batch.data)
         self.rollout.weights_updated()
         self.step += 1
@@ -204,12 +237,17 @@ class Trainer:
         self.step_seconds.append(step_s)
         row = self._metrics(batch, learn)
         row.update(step=self.step, collect_s=batch.seconds, learn_s=learn.seconds, step_s=step_s,
-                   wall_s=self._wall())
+                   wall_s=self._wall(), samples_total=self.samples.total, samples_probe=self.samples.probe)
         self.outputs.log_step(row)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward']:.2f}", mask=f"{row['mask_rate']:.2f}",
                             agree=f"{row['agreement']:.2f}", level=row["level"], refresh=False)
+
+    def _next_step_samples(self) -> int:
+        """The training completions the next step generates: the last step's (what this rollout generates per
+        step), before the first step `step_completions`. Its probes are not known before its vote."""
+        return self.samples.last_step or step_completions(self.config)
 
     def _metrics(self, batch: Any, learn: Any) -> dict[str, Any]:
         summary = self.rollout.summary()
@@ -228,9 +266,10 @@ class Trainer:
     def _evaluate(self) -> None:
         from agents.evaluation import evaluate_heldout
 
-        result = evaluate_heldout(self.policy, self.config, self._heldout)
+        result = evaluate_heldout(self.policy, self.config, self._heldout, per_problem=True)
+        problems = result.pop("problems")  # per problem: to eval_problems.jsonl, not into summaries and checkpoints
         self.evals.append((self.step, result))
-        self.outputs.log_eval(self.step, result)
+        self.outputs.log_eval(self.step, result, problems)
 
     def _save(self, step_start: dict[str, Any] | None = None) -> None:
         """A checkpoint of now, or of the start of an unfinished step (`step_start`: its stream and RNG states;
@@ -240,7 +279,8 @@ class Trainer:
             "learner": self.learner.state_dict(),
             "stream": step_start["stream"] if step_start else self.rollout.state_dict(),
             "rng": step_start["rng"] if step_start else rng_state(),
-            "trainer": {"wall_s": self._wall(), "evals": self.evals, "step_seconds": self.step_seconds},
+            "trainer": {"wall_s": self._wall(), "evals": self.evals, "step_seconds": self.step_seconds,
+                        "samples": step_start["samples"] if step_start else self.samples.state_dict()},
             "config": self.config.to_dict(),
         }
         save_checkpoint(self.run_dir, self.step, state, keep=self.config.output.keep_checkpoints)
@@ -264,9 +304,14 @@ class Trainer:
             "heldout_before": {"step": first[0], **first[1]}, "heldout_after": {"step": last[0], **last[1]},
             "heldout_peak_mean_greedy": max(mean_over_levels(r) for _, r in self.evals),
             "curriculum": self.rollout.summary(),
+            "samples": {"train": self.samples.train, "probe": self.samples.probe, "total": self.samples.total},
+            "max_samples": c.train.max_samples, "stopped": self.stop_reason,
         }
+        budget = self._budget_line()
         self.outputs.write_summary(summary)
-        self.outputs.write_report(f"{c.name}: {self.run_dir.name}")
+        self.outputs.write_report(f"{c.name}: {self.run_dir.name}" + (f" ({budget})" if budget else ""))
+        if budget:
+            print(budget)
         if not interrupted:
             print(format_table(first[1], f"held-out before (step {first[0]}):"))
             if last[0] != first[0]:  # train.steps 0 evaluates once
@@ -275,6 +320,18 @@ class Trainer:
             steps = "no training step" if median is None else f"median step {median} s"
             print(f"wall time {summary['wall_s']:.1f} s, {steps}; report: {self.run_dir / 'report.png'}")
         return summary
+
+    def _budget_line(self) -> str | None:
+        """Where the sample budget left the run (None without one)."""
+        c = self.config
+        if c.train.max_samples is None:
+            return None
+        why = {"max_samples": f"stopped at step {self.step} of {c.train.steps}: the next step would pass the sample "
+                              "budget",
+               "steps": f"ran its {c.train.steps} steps within the sample budget"}.get(self.stop_reason,
+                                                                                         "interrupted")
+        return (f"{why}; {self.samples.total} of train.max_samples={c.train.max_samples} completions generated "
+                f"({self.samples.probe} by probes)")
 
     # --- interrupts and progress ---------------------------------------------------------------
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -291,6 +348,13 @@ class Trainer:
 
         return tqdm(total=self.config.train.steps, initial=self.step, desc=self.config.name, unit="step",
                     dynamic_ncols=True)
+
+
+def step_completions(config: Config) -> int:
+    """The completions one step samples for training: prompts x `rollout.vote_group_size` (the N voted on), else
+    x `rollout.group_size`."""
+    r = config.rollout
+    return r.prompts_per_step * (getattr(r, "vote_group_size", None) or r.group_size)
 
 
 def make_rollout(config: Config, policy: Any) -> Any:

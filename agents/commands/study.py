@@ -7,6 +7,7 @@ bootstrap intervals per world and pooled over the held-out worlds (docs/study-pr
   cuma study --worlds my-worlds.yaml --arms base ttrl cuma_gated --seeds 3 --jobs 2
   cuma study --arms-file my-arms.yaml --arms base cuma_gated mine   # arms of your own (docs/extending.md)
   cuma study --dry-run                       # the grid, the bases to train and the samples, nothing run
+  cuma study --worlds sampled:12 --write-worlds w.yaml   # 12 held-out worlds drawn (docs/worlds.md), to review
   cuma study --out runs/study --export DIR   # finished cells only (results, no run directories), to carry over
   cuma study --out runs/study --merge DIR    # take in another machine's or session's cells, then run the rest
   cuma study --out runs/study --compare DIR  # a re-run elsewhere: identical per-problem results? (exit 1 if not)
@@ -33,8 +34,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser("study", help="the label-free claim over several tiny worlds, with intervals",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worlds", type=Path, metavar="FILE",
-                        help="a YAML or JSON world file (default: agents/experiments/study_worlds/default.yaml)")
+    parser.add_argument("--worlds", metavar="FILE|sampled:N[:FILE]",
+                        help="a YAML or JSON world file (default: agents/experiments/study_worlds/default.yaml), or "
+                             "sampled:N: N held-out worlds drawn from the distribution "
+                             "agents/experiments/study_worlds/distribution.yaml (sampled:N:FILE: from another one), a "
+                             "base its rule rejects replaced by the next draw (docs/worlds.md)")
+    parser.add_argument("--write-worlds", type=Path, metavar="FILE",
+                        help="with --worlds sampled:N: build and check the drawn worlds' bases, write them (and the "
+                             "replaced draws) as a world file to review and commit, and exit; with --dry-run, write "
+                             "the draws unchecked, building nothing")
     parser.add_argument("--quick", action="store_true",
                         help=f"one world (the design one), arms base and cuma_gated, one seed, {QUICK_STEPS} steps")
     parser.add_argument("--arms", nargs="+", metavar="ARM", default=None,
@@ -50,6 +58,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="RL seeds 0..N-1 per (world, arm) (default: each world's `seeds`, 5 design / 3 held-out)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per trained cell (default 120)")
+    parser.add_argument("--budget", choices=("equal_steps", "equal_samples"), default="equal_steps",
+                        help="compare arms at equal optimizer steps (default), or at equal samples: every trained "
+                             "cell stops at the completions (probes included) the steps buy an arm without probes; "
+                             "only the probing arms' cells run again (beside the others, *-equal_samples)")
     parser.add_argument("--n-per-level", type=int, default=None, metavar="N",
                         help="held-out problems per level (default 400; 10 with --quick)")
     parser.add_argument("--split", default="test",
@@ -82,7 +94,7 @@ def make_plan(args: argparse.Namespace):
     from agents.experiments.study_arms import SHIPPED_TABLE
     from agents.experiments.study_arms_file import load_arms_file
     from agents.experiments.study_cells import Cell, cell_config
-    from agents.experiments.worlds import load_worlds
+    from agents.experiments.world_sampler import study_worlds
 
     items = [a for item in (args.arms or []) for a in item.split(",") if a]
     overrides = [*(a for a in items if "=" in a), *args.overrides]
@@ -91,7 +103,7 @@ def make_plan(args: argparse.Namespace):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    worlds = load_worlds(args.worlds)
+    worlds, sampled, drawn = study_worlds(args.worlds, quick=args.quick)  # a file, or sampled:N drawn
     table = load_arms_file(args.arms_file) if args.arms_file is not None else SHIPPED_TABLE
     n_boot = args.bootstrap or B_DEFAULT
     if args.quick:
@@ -99,9 +111,10 @@ def make_plan(args: argparse.Namespace):
         plan = StudyPlan(plan.worlds, tuple(arms) or plan.arms, plan.budget, args.split, args.seeds or 1, n_boot,
                          table)
     else:
-        plan = StudyPlan(tuple(worlds), tuple(arms) or table.order,
+        plan = StudyPlan(tuple(worlds), tuple(arms) or table.default_order,
                          study_budget(args.steps, args.n_per_level, overrides), args.split, args.seeds, n_boot, table)
-    plan = replace(plan, protocol=args.protocol)
+    plan = replace(plan, protocol=args.protocol, budget=replace(plan.budget, kind=args.budget))
+    plan = replace(plan, sampled=sampled, drawn=drawn)
     for arm in plan.arms:  # every arm's config is valid before any base trains (on the default base's path)
         try:
             config = cell_config(Cell(plan.worlds[0], arm, 0, plan.table.arm(arm)), plan.budget, "tiny", plan.split)
@@ -126,7 +139,9 @@ def describe(plan) -> str:
     steps = plan.budget.steps
     rollout = cell_config(trained[0], plan.budget, "tiny").rollout if trained else None
     samples = f", {steps * rollout.prompts_per_step * rollout.group_size} training completions" if rollout else ""
-    lines = [(f"{len(cells)} cells ({len(trained)} trained: {steps} steps each{samples}, probes extra; evaluation on "
+    probes = "probes extra" if plan.budget.kind == "equal_steps" else \
+        "equal samples: probes included, a probing arm stops when its steps and probes reach that many"
+    lines = [(f"{len(cells)} cells ({len(trained)} trained: {steps} steps each{samples}, {probes}; evaluation on "
               f"the {plan.split} split, {plan.budget.eval_n_per_level} problems per level)")]
     for world in plan.worlds:
         mine = [c for c in cells if c.world.name == world.name]
@@ -135,7 +150,34 @@ def describe(plan) -> str:
         lines.append(f"  {world.name} ({world.role}): {len(mine)} cells, seeds {plan.seeds_of(world)}, base "
                      f"{world.base_key} {state}; {world.description}")
     lines.append(f"  arms: {', '.join(plan.arms)}")
+    if plan.drawn is not None:
+        from agents.experiments.world_sampler import describe_record
+
+        lines.append(describe_record(plan.drawn, pending=plan.sampled is not None))
     return "\n".join(lines)
+
+
+def write_worlds(args: argparse.Namespace, plan) -> int:
+    """`--write-worlds FILE`: the drawn worlds as a world file, each base built and checked (unchecked with
+    --dry-run), the replaced draws listed; nothing else runs."""
+    from agents.commands import check_out_file, fail
+    from agents.experiments.world_sampler import resolve_plan, write_world_file
+    from agents.experiments.worlds import WorldError
+
+    if plan.sampled is None:
+        return fail("study", "--write-worlds writes the worlds drawn by --worlds sampled:N[:FILE]; give that")
+    try:
+        check_out_file(args.write_worlds)
+        if not args.dry_run:
+            plan = resolve_plan(plan, lambda line: print(line, flush=True), progress=not args.no_progress)
+    except (OSError, WorldError) as exc:
+        return fail("study", exc)
+    write_world_file(args.write_worlds, plan.worlds, plan.drawn)
+    replaced = plan.drawn["replaced"]
+    print(f"wrote {args.write_worlds}: {len(plan.worlds)} drawn worlds"
+          + (f", {len(replaced)} draws replaced ({', '.join(r['name'] for r in replaced)})" if replaced else "")
+          + ("" if plan.drawn["checked"] else f"; not checked yet: {', '.join(plan.drawn['unchecked'])}"))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         return fail("study", f"--out {out} is a file; give a directory")
     print(describe(plan), flush=True)
+    if args.write_worlds is not None:
+        return write_worlds(args, plan)
     if args.dry_run:
         return 0
     for source in args.merge:
@@ -192,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         study = run_study(out, plan, jobs=args.jobs, force=args.force, progress=not args.no_progress,
                           log=lambda line: print(line, flush=True))
-    except DifferentCellError as exc:
+    except (DifferentCellError, WorldError) as exc:  # WorldError: drawn worlds the rule replaced too often
         return fail("study", exc)
     print()
     print(format_markdown(study))

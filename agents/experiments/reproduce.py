@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.experiments.arms import METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE
+from agents.experiments.arms import DEFAULT_METHODS, METHOD_ORDER, METHODS, NOCURATED_POOL_SIZE
 from cuma_env.problems import LEVELS
 from curricula.mixing import MATH_LEVEL_COUNTS
 
@@ -50,6 +50,10 @@ from curricula.mixing import MATH_LEVEL_COUNTS
 # 5-level mean ~0.02, the size of the effects being compared; at 400 they are ~0.025 and ~0.012 (L1 stays
 # coarse: 26 test problems, one is 0.038).
 EVAL_N_PER_LEVEL = 400
+# How trained arms are made comparable: equal optimizer steps (every arm `steps`), or equal samples (every arm
+# stops at the generated completions, probes included, that `steps` buy an arm that never probes:
+# `cuma study --budget equal_samples`, agents.experiments.study_cells.samples_budget)
+BUDGET_KINDS = ("equal_steps", "equal_samples")
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,13 @@ class Budget:
     checkpoint_every: int | None = None  # None: the preset's
     eval_n_per_level: int | None = EVAL_N_PER_LEVEL  # held-out problems per level (None: the preset's)
     overrides: tuple[str, ...] = ()   # extra `key=value` for every arm (e.g. model.path=..., eval.n_per_level=8)
+    kind: str = "equal_steps"         # one of BUDGET_KINDS
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.eval_every < 0:
             raise ValueError(f"steps must be >= 1 and eval_every >= 0, got {self.steps}, {self.eval_every}")
+        if self.kind not in BUDGET_KINDS:
+            raise ValueError(f"budget must be one of {', '.join(BUDGET_KINDS)}, got {self.kind!r}")
 
 
 QUICK_STEPS = 80
@@ -275,7 +282,7 @@ def _worker(method: str, seed: int, budget: Budget, runs_dir: str, force: bool) 
 
 
 # --- the whole comparison -------------------------------------------------------------------------
-def reproduce(out_dir: str | Path, *, methods: Sequence[str] = METHOD_ORDER, seeds: Sequence[int] = (0,),
+def reproduce(out_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS, seeds: Sequence[int] = (0,),
               budget: Budget = Budget(), jobs: int = 1, force: bool = False, log=print) -> dict[str, Any]:
     """Run every (method, seed) (default: every method, as `cuma reproduce` does), then write results.json,
     results.md, comparison.png and run_info.json.
@@ -283,6 +290,9 @@ def reproduce(out_dir: str | Path, *, methods: Sequence[str] = METHOD_ORDER, see
     another configuration is a `DifferentRunError` before anything trains, unless `force` replaces it."""
     from agents.experiments.report import aggregate, write_outputs
 
+    if budget.kind != "equal_steps":
+        raise ValueError("cuma reproduce compares its arms at equal steps; an equal-samples comparison is "
+                         "`cuma study --budget equal_samples`")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_ORDER)}")

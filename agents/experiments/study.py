@@ -2,15 +2,18 @@
 tiny worlds, with paired bootstrap intervals.
 
     from agents.experiments.study import StudyPlan, run_study, study_budget
-    from agents.experiments.study_arms import ARM_ORDER
+    from agents.experiments.study_arms import STUDY1_ARMS
     from agents.experiments.worlds import load_worlds
-    plan = StudyPlan(worlds=tuple(load_worlds()), arms=ARM_ORDER, budget=study_budget())
+    plan = StudyPlan(worlds=tuple(load_worlds()), arms=STUDY1_ARMS, budget=study_budget())
     study = run_study("runs/study", plan, jobs=2)   # study.json, study.md, forest.png, cells/<world>/<arm>-s<seed>/
 
 The grid is worlds x arms x seeds (the decomposition arms in the design world only; the base arm once per
 world: greedy evaluation does not depend on a seed). Each cell trains with `cuma reproduce`'s runner and
 presets (`agents.experiments.study_cells`), is skipped when finished and resumed when interrupted, so a
 killed study continues with the same command. Every world's base is built (or installed) before any cell.
+Arms are compared at equal steps (`Budget.kind` equal_steps), or at equal samples (equal_samples: every trained
+cell stops at the completions, probes included, that the steps buy an arm that never probes; study.json's plan
+gives that number per world, `max_samples`, and each cell its `samples`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from typing import Any
 from agents.experiments.bootstrap import B_DEFAULT, RNG_SEED
 from agents.experiments.reproduce import EVAL_N_PER_LEVEL, FULL_STEPS, Budget
 from agents.experiments.study_arms import QUICK_ARMS, SHIPPED_TABLE, ArmTable
-from agents.experiments.study_cells import Cell, DifferentCellError, cell_spec, check_split, finished, run_cell, worker
+from agents.experiments.study_cells import (
+    Cell,
+    DifferentCellError,
+    cell_spec,
+    check_split,
+    equal_samples,
+    finished,
+    run_cell,
+    worker,
+)
 from agents.experiments.worlds import World, base_info, model_path
 
 QUICK_STEPS = 4
@@ -56,6 +68,8 @@ class StudyPlan:
     n_boot: int = B_DEFAULT
     table: ArmTable = SHIPPED_TABLE  # the arms it may run: the shipped ones, plus an arms file's
     protocol: str = "docs/study-protocol.md"  # the pre-registration it runs under (its last commit is recorded)
+    sampled: Any = None            # `world_sampler.Sampled`: drawn worlds, checked by its rule as their bases build
+    drawn: dict[str, Any] | None = None  # how the worlds were drawn: distribution, rule, replaced draws
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(self.table.check(self.arms)))
@@ -89,6 +103,10 @@ class StudyPlan:
             plan["arms_file"] = self.table.to_dict()
         if self.protocol != StudyPlan.protocol:
             plan["protocol"] = self.protocol
+        if self.budget.kind == "equal_samples":  # the generated completions every trained cell stops at
+            plan["max_samples"] = {w.name: equal_samples(w, self.budget, "tiny") for w in self.worlds}
+        if self.drawn is not None:
+            plan["drawn"] = self.drawn
         return plan
 
 
@@ -143,6 +161,10 @@ def run_study(out: str | Path, plan: StudyPlan, *, jobs: int = 1, force: bool = 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _quiet_transformers()
     started = time.perf_counter()
+    if plan.sampled is not None:  # drawn worlds: each base built and checked, the rule's rejects replaced
+        from agents.experiments.world_sampler import resolve_plan
+
+        plan = resolve_plan(plan, log, progress)
     paths = build_bases(plan, log)
     different = different_cells(out, plan, paths)
     if different and not force:

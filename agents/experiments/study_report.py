@@ -75,6 +75,20 @@ def _pooled_table(analysis: Mapping[str, Any], pools: list[str]) -> list[str]:
     return out
 
 
+def budget_text(plan: Mapping[str, Any]) -> str:
+    """How the trained arms were made comparable: equal steps, or equal generated completions."""
+    budget = plan["budget"]
+    if budget.get("kind", "equal_steps") == "equal_samples":
+        per_world = sorted(set(plan.get("max_samples", {}).values()))
+        return (f"Every trained arm stops at the same generated completions, training, probe and voted groups "
+                f"counted ({', '.join(map(str, per_world))}: what {budget['steps']} steps of the shared batch generate "
+                "without probes), so arms are compared at **equal samples**; an arm that probes or votes on more "
+                "completions than it trains on takes fewer steps (column `steps`).")
+    return (f"Every trained arm: {budget['steps']} optimizer steps from its world's base, the same batch (prompts x "
+            "group), so arms are compared at **equal steps**; the agreement-gated arms also generate probe groups "
+            "(column `probe samples`).")
+
+
 def format_markdown(study: Mapping[str, Any]) -> str:
     analysis, plan = study["analysis"], study["plan"]
     budget, protocol = plan["budget"], study["protocol"]
@@ -84,9 +98,7 @@ def format_markdown(study: Mapping[str, Any]) -> str:
     out = ["# `cuma study`: the label-free claim over worlds, with 95% intervals", "",
            f"Protocol: `{protocol['file']}` at commit `{protocol['commit']}`{changed}.",
            (f"Metric: final greedy pass@1 on the `{plan['split']}` split ({budget['eval_n_per_level']} problems per "
-           f"level at most), per level and its mean over levels. Every trained arm: {budget['steps']} optimizer "
-           "steps from its world's base, the same batch (prompts x group), so arms are compared at **equal steps**; "
-           "the agreement-gated arms also generate probe groups (column `probe samples`)."),
+           f"level at most), per level and its mean over levels. {budget_text(plan)}"),
            intervals_text(analysis), ""]
     out += ["## Hypotheses (decision rule: pooled over the held-out worlds, the 95% interval above 0)", "",
             f"Headline claim (H1 and H2): **{analysis['headline']}**.", "",
@@ -118,14 +130,15 @@ def format_markdown(study: Mapping[str, Any]) -> str:
         out += ["", f"## World `{name}` ({world['role']}{read})",
                 "", f"{world['description']}{sha}", "",
                 ("| arm | seeds | L1 | L2 | L3 | L4 | L5 | mean ± sd | vs base [95% CI] | greedy answers L4 / L5 "
-                 "| train samples | probe samples | wall s |"), "|" + "---|" * 13]
+                 "| steps | train samples | probe samples | wall s |"), "|" + "---|" * 14]
         for arm, s in world["arms"].items():
             levels = [f"{v:.2f}" for v in s["per_level"]] + [""] * (5 - len(s["per_level"]))
             vs = "" if arm == "base" else _ci(world["contrasts"].get(f"{arm} - base"))
             ans = s["answered_per_level"]
             answered = f"{ans[3]:.2f} / {ans[4]:.2f}" if len(ans) == 5 else ""
             out.append(f"| {arm} | {s['n_seeds']} | {' | '.join(levels)} | {s['mean']:.3f} ± {s['mean_sd']:.3f} "
-                       f"| {vs} | {answered} | {s['samples']['train']} | {s['samples']['probe']} | {s['wall_s']:.0f} |")
+                       f"| {vs} | {answered} | {s['samples'].get('steps', '')} | {s['samples']['train']} "
+                       f"| {s['samples']['probe']} | {s['wall_s']:.0f} |")
         if any(s.get("matches_trainer_eval") is False for s in world["arms"].values()):
             out.append("\nWARNING: a cell's per-problem greedy accuracy differs from its trainer's final evaluation.")
     out += ["", "## Arms", ""]
