@@ -15,7 +15,7 @@ import pytest
 
 from agents.experiments.reproduce import Budget
 from agents.experiments.study import StudyPlan, quick_plan, study_budget
-from agents.experiments.study_arms import ARM_ORDER, ARMS, CONTRASTS
+from agents.experiments.study_arms import ARM_ORDER, ARMS, CONTRASTS, STUDY1_ARMS
 from agents.experiments.study_cells import Cell, cell_config, count_samples
 from agents.experiments.worlds import SHIPPED, WorldError, load_worlds, parse_worlds
 from agents.tiny.config import TinyBaseConfig
@@ -206,7 +206,7 @@ def test_a_dry_run_lists_the_grid_and_trains_nothing(tmp_path, capsys):
 
     assert main(["--dry-run", "--out", str(tmp_path / "x")]) == 0
     out = capsys.readouterr().out
-    cells = StudyPlan(tuple(load_worlds()), ARM_ORDER, study_budget()).cells()
+    cells = StudyPlan(tuple(load_worlds()), STUDY1_ARMS, study_budget()).cells()
     design = sum(c.world.role == "design" for c in cells)
     assert f"{len(cells)} cells" in out and f"design (design): {design} cells" in out and "(published)" in out
     assert "seed1 (held_out)" in out and "15360 training completions" in out

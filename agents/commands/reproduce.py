@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from agents.config import ConfigError
     from agents.experiments.report import format_table
     from agents.experiments.reproduce import (
+        DEFAULT_METHODS,
         METHOD_ORDER,
         DifferentRunError,
         different_runs,
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     items = [m for item in (args.methods or []) for m in item.split(",") if m]
     overrides = [*(m for m in items if "=" in m), *args.overrides]  # `--methods a b key=value`: an override
-    methods = [m for m in items if "=" not in m] or list(METHOD_ORDER)
+    methods = [m for m in items if "=" not in m] or list(DEFAULT_METHODS)
     unknown = [m for m in methods if m not in METHOD_ORDER]
     if unknown:
         return fail("reproduce", f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_ORDER)}")

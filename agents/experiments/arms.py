@@ -35,7 +35,14 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                overrides=("env.pool.kind=skewed", f"env.pool.size={NOCURATED_POOL_SIZE}")),
     MethodSpec("cuma_gated", "tiny-cuma-gated", "none",
                "ours: agreement-gated curriculum, next-level probes, collapse guard, mask >= 75% of the group"),
+    # controls (cuma_env.control_rewards): what the reward alone does, levels uniform, no mask, no probes
+    MethodSpec("random_reward", "tiny-random-reward", "none",
+               "spurious-reward control: a fair coin per completion, whatever it answers"),
+    MethodSpec("format_only", "tiny-format-only", "none", "control: 1 for any parsed answer, right or wrong"),
+    MethodSpec("empo", "tiny-empo", "none", "EMPO: the answer cluster's share of the group, levels uniform"),
 )}
 METHOD_ORDER: tuple[str, ...] = tuple(METHODS)
+# what `cuma reproduce` trains when no method is named: the paper's arms and ours; the controls run when named
+DEFAULT_METHODS: tuple[str, ...] = METHOD_ORDER[:METHOD_ORDER.index("random_reward")]
 
-__all__ = ["METHODS", "METHOD_ORDER", "MethodSpec", "NOCURATED_POOL_SIZE"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "METHOD_ORDER", "MethodSpec", "NOCURATED_POOL_SIZE"]

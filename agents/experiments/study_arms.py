@@ -75,8 +75,20 @@ ARMS: dict[str, StudyArm] = {a.name: a for a in (
              description="the gated curriculum (with probes) and the paper's 2-vote mask"),
     StudyArm("gated_noprobe", "cuma_gated", ("curriculum.probe=false",), tuned=(LR_TUNED,), design_only=True,
              description="the gated curriculum without probes (promotes on its own agreement alone)"),
+    # controls and a field baseline (cuma_env.control_rewards), at their presets' lr (not tuned in stage 1)
+    StudyArm("random_reward", "random_reward", votes="-",
+             description="spurious-reward control: a fair coin per completion, levels uniform"),
+    StudyArm("format_only", "format_only", votes="-",
+             description="control: 1 for any parsed answer, right or wrong, levels uniform"),
+    StudyArm("empo", "empo", votes="-", description="EMPO: the answer cluster's share of the group, levels uniform"),
+    StudyArm("ttrl_vote_n", "ttrl", ("rollout.vote_group_size=32",), votes="one", tuned=(LR_TUNED,),
+             description="TTRL's own shape: majority voted on 32 completions per prompt, a seeded random 8 trained "
+                         "on (4x the generation of ttrl)"),
 )}
 ARM_ORDER: tuple[str, ...] = tuple(ARMS)
+# the grid of `cuma study` without --arms: study 1's arms (docs/study-protocol.md); the controls and baselines
+# added for study 2 run when named (docs/study2-protocol.md names them)
+STUDY1_ARMS: tuple[str, ...] = ARM_ORDER[:ARM_ORDER.index("random_reward")]
 QUICK_ARMS: tuple[str, ...] = ("base", "cuma_gated")
 
 
@@ -107,6 +119,12 @@ CONTRASTS: tuple[Contrast, ...] = (
     Contrast("cuma_gated", "gated_mask_uniform", "what the gated curriculum adds to its mask (design world)"),
     Contrast("cuma_gated", "gated_2vote", "what the 6-of-8 mask adds to the gated curriculum (design world)"),
     Contrast("cuma_gated", "gated_noprobe", "what the probes add (design world)"),
+    Contrast("cuma_gated", "random_reward", "the gated gain beyond what any (spurious) reward does"),
+    Contrast("cuma_gated", "format_only", "the gated gain beyond learning to answer at all"),
+    Contrast("cuma", "format_only", "paper-exact CuMa's gain beyond learning to answer at all"),
+    Contrast("cuma_gated", "empo", "gated vs EMPO, another label-free baseline"),
+    Contrast("ttrl_vote_n", "ttrl", "what voting on 32 (TTRL's N->M shape) adds over voting on the 8 trained on"),
+    Contrast("cuma_gated", "ttrl_vote_n", "gated vs TTRL in its own N->M shape"),
 )
 
 
@@ -153,6 +171,11 @@ class ArmTable:
     @property
     def order(self) -> tuple[str, ...]:
         return tuple(self.arms)
+
+    @property
+    def default_order(self) -> tuple[str, ...]:
+        """The arms a study runs when none is named: study 1's, then the added ones."""
+        return (*STUDY1_ARMS, *(a.name for a in self.added))
 
     @property
     def contrasts(self) -> tuple[Contrast, ...]:
@@ -208,5 +231,6 @@ def check_arms(names) -> list[str]:
     return SHIPPED_TABLE.check(names)
 
 
-__all__ = ["ARMS", "ARM_ORDER", "CONTRASTS", "QUICK_ARMS", "SHIPPED_TABLE", "VOTES", "ArmTable", "Contrast",
+__all__ = ["ARMS", "ARM_ORDER", "CONTRASTS", "QUICK_ARMS", "SHIPPED_TABLE", "STUDY1_ARMS", "VOTES", "ArmTable",
+           "Contrast",
            "StudyArm", "all_contrasts", "check_arms"]
