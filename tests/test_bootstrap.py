@@ -1,5 +1,5 @@
 """The study's intervals on synthetic data with a known answer: the percentile bootstrap (bootstrap.py, the
-study's first method), the t-intervals that replaced it (intervals.py) and their t quantiles (student_t.py).
+study's first method), the t-intervals that replaced it (intervals.py) and their t quantiles (scipy).
 Coverage with world-, seed- and problem-level effects: tests/test_interval_coverage.py."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ import pytest
 from agents.experiments.bootstrap import level_mean, world_replicates
 from agents.experiments.bootstrap import paired_bootstrap_interval as paired_interval
 from agents.experiments.bootstrap import pooled_bootstrap_interval as pooled_interval
-from agents.experiments.intervals import pooled_t_interval, t_bounds, world_moments, world_t_interval
-from agents.experiments.student_t import normal_quantile, t_quantile, t_sf
+from agents.experiments.intervals import pooled_t_interval, t_bounds, t_quantile, world_moments, world_t_interval
 
 LEVELS = np.repeat([1, 2, 3, 4, 5], [18, 185, 400, 400, 400])  # the arith test split's level sizes at n=400
 
@@ -136,19 +135,12 @@ def test_t_quantiles_match_the_tables_for_any_real_df():
     assert t_quantile(0.975, 4) == pytest.approx(2.776445105198, abs=1e-9)
     assert t_quantile(0.975, 11) == pytest.approx(2.200985160083, abs=1e-9)
     assert t_quantile(0.025, 1) == pytest.approx(-12.706204736175, abs=1e-8)
-    assert t_quantile(0.975, np.inf) == pytest.approx(normal_quantile(0.975)) == pytest.approx(1.959963984540)
+    assert t_quantile(0.975, np.inf) == pytest.approx(1.959963984540)
     df = np.array([1.0, 2.37, 3.6, 17.2, 99.0, 101.0, 5e4])
     q = t_quantile(0.975, df)
-    assert np.all(np.diff(q) < 0) and np.allclose(t_sf(q, df), 0.025, atol=1e-9)  # inverts the CDF
+    assert np.all(np.diff(q) < 0) and q[1] > t_quantile(0.975, 3) > q[2]  # real df fall between the integers
     with pytest.raises(ValueError, match="degrees of freedom"):
         t_quantile(0.975, 0.5)
-
-
-def test_t_quantiles_agree_with_scipy_where_it_is_installed():
-    stats = pytest.importorskip("scipy.stats")
-    df = np.concatenate([np.linspace(1, 3, 21), np.geomspace(3, 1e6, 40)])
-    for p in (0.6, 0.9, 0.975, 0.995, 0.9995):
-        assert np.allclose(t_quantile(p, df), stats.t.ppf(p, df), atol=1e-7, rtol=0)
 
 
 def test_the_t_interval_of_identical_arms_or_a_constant_shift_in_every_seed():

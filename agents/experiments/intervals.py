@@ -1,4 +1,4 @@
-"""The study's intervals for a contrast (arm a minus arm b): per world, and pooled over worlds (pure numpy).
+"""The study's intervals for a contrast (arm a minus arm b): per world, and pooled over worlds (scipy: t quantiles).
 
     world_t_interval(a, b, levels)            # one world: seed-to-seed variance + problem sampling, Welch df
     pooled_t_interval([(a1, b1, lv1), ...])   # worlds: a t-interval over the worlds' estimates, k - 1 df
@@ -42,7 +42,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from agents.experiments.bootstrap import CONFIDENCE, Interval, as_matrix, level_mean, paired_difference
-from agents.experiments.student_t import t_quantile
 
 WORLD_METHOD = "t, seed-to-seed (Welch) + problem-sampling variance, Satterthwaite df"
 POOLED_METHOD = "t over the worlds' estimates, k-1 df"
@@ -95,6 +94,17 @@ def world_moments(a, b, levels: Sequence) -> tuple[np.ndarray, np.ndarray, np.nd
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(variance > 0, variance**2 / den, np.nan)
     return estimate, variance, np.maximum(df, 1.0)
+
+
+def t_quantile(p: float, df) -> np.ndarray | float:
+    """Student's t quantile for real df >= 1 (Satterthwaite's are not integers), by scipy."""
+    from scipy.stats import t
+
+    df = np.asarray(df, dtype=float)
+    if np.any(df < 1):
+        raise ValueError(f"degrees of freedom must be >= 1, got {df.min()}")
+    q = t.ppf(p, df)
+    return float(q) if q.ndim == 0 else q
 
 
 def t_bounds(estimate, variance, df, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
@@ -186,4 +196,4 @@ def _check(confidence: float) -> None:
 
 
 __all__ = ["POOLED_METHOD", "WORLD_METHOD", "hartung_knapp_moments", "pooled_t_interval", "pooled_t_moments",
-           "t_bounds", "world_moments", "world_t_interval"]
+           "t_bounds", "t_quantile", "world_moments", "world_t_interval"]
