@@ -77,28 +77,17 @@ def evaluation_material(policy: Any, problems: Mapping[Any, Sequence[Any]], temp
     import torch
     import transformers
 
+    from agents.tiny.model import weights_hash
     from cuma_env.prompting import format_prompt
 
     rows = [[level, p.id, format_prompt(p, template), p.answer] for level, items in problems.items() for p in items]
     generation = getattr(policy.model, "generation_config", None)
-    return {"format": FORMAT, "weights": weights_digest(policy.model), "tokenizer": tokenizer_digest(policy.tokenizer),
+    return {"format": FORMAT, "weights": weights_hash(policy.model), "tokenizer": tokenizer_digest(policy.tokenizer),
             "generation_config": generation.to_json_string() if generation is not None else None,
             "problems": _digest(_dumps(rows)), "template": template, "settings": dict(settings),
             "policy": {"backend": policy.backend, "dtype": str(policy.dtype), "device": str(policy.device)},
             "threads": torch.get_num_threads(),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
-
-
-def weights_digest(model: Any) -> str:
-    """sha256 of the model's state dict: names, dtypes, shapes and bytes."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def tokenizer_digest(tokenizer: Any) -> str:
@@ -136,4 +125,4 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-__all__ = ["reused_or_computed", "reusing_start_evaluations", "tokenizer_digest", "weights_digest"]
+__all__ = ["reused_or_computed", "reusing_start_evaluations", "tokenizer_digest"]

@@ -14,12 +14,13 @@ import torch
 
 from agents.checkpoint import seed_everything
 from agents.evaluation import evaluate_heldout, greedy_per_problem, heldout_set
-from agents.evaluation_reuse import reusing_start_evaluations, weights_digest
+from agents.evaluation_reuse import reusing_start_evaluations
 from agents.experiments.study import quick_budget
 from agents.experiments.study_cells import START_EVALUATIONS, Cell, cell_config, run_cell
 from agents.experiments.worlds import load_worlds
 from agents.policy import build_policy
 from agents.run_outputs import EVAL_PROBLEMS_FILE, TIME_COLUMNS, RunOutputs, read_csv, read_eval_problems
+from agents.tiny.model import weights_hash
 
 BUDGET = quick_budget(steps=1, n_per_level=3, overrides=["eval.samples=2", "env.levels=[1,2]"])  # seconds, not minutes
 
@@ -144,7 +145,7 @@ def test_only_the_same_evaluation_of_the_same_weights_is_reused(tiny_base_dir, t
         changed = _base_policy(config)
         with torch.no_grad():
             next(changed.model.parameters()).view(-1)[0] += 1e-3
-        assert weights_digest(changed.model) != weights_digest(first.model)
+        assert weights_hash(changed.model) != weights_hash(first.model)
         assert "reused" not in evaluate_heldout(changed, config)            # e.g. a resumed run's first evaluation
     assert len(list(store.glob("*.json"))) == 3
     assert "reused" not in evaluate_heldout(_base_policy(config), config)  # outside the block: computed

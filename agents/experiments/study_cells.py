@@ -256,7 +256,7 @@ def run_cell(cell: Cell, out: str | Path, budget: Budget, model_path: str, split
     eval_started = time.perf_counter()  # train_wall covers training, across resumed sessions too
     result = _from_trainer(run_dir, record.steps, config, split) if reuse and run_dir is not None else None
     if result is None:  # the base, or a run from before eval_problems.jsonl: evaluated here
-        result = _evaluate(config, model_dir, split)
+        result = evaluate_model(config, model_dir, split)
     result.update(spec=spec, cell=cell.label, world=cell.world.name, arm=cell.arm, seed=cell.seed,
                   samples=count_samples(run_dir, config), train_wall_s=train_wall,
                   wall_s=round(train_wall + time.perf_counter() - eval_started, 2),
@@ -287,7 +287,8 @@ def _from_trainer(run_dir: Path, final_step: int, config, split: str) -> dict[st
             "from_trainer_eval": True}
 
 
-def _evaluate(config, model_dir: str, split: str) -> dict[str, Any]:
+def evaluate_model(config, model_dir: str, split: str) -> dict[str, Any]:
+    """A model's greedy correctness per held-out problem of `split`, under a cell's config (a cell's result)."""
     from agents.checkpoint import seed_everything
     from agents.evaluation import greedy_per_problem
     from agents.policy import build_policy
@@ -343,5 +344,6 @@ def worker(cell: Cell, out: str, budget: Budget, model_path: str, split: str, fo
 
 
 __all__ = ["RESULT_FILE", "SAMPLES_REFERENCE", "START_EVALUATIONS", "Cell", "DifferentCellError", "cell_budget",
-           "cell_config", "cell_directory", "cell_spec", "check_split", "count_samples", "equal_samples", "finished",
+           "cell_config", "cell_directory", "cell_spec", "check_split", "count_samples", "equal_samples",
+           "evaluate_model", "finished",
            "generated_per_step", "heldout_problems", "never_probes", "run_cell", "samples_budget", "worker"]

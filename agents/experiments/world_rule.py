@@ -18,7 +18,7 @@ import difflib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,22 +145,13 @@ def measure_base(world: World, rule: ReplacementRule, *, build: bool = True, pro
 def greedy_on_split(world: World, path: str, rule: ReplacementRule) -> dict[str, Any]:
     """The study's base-arm evaluation (`study_cells.run_cell` of the arm `base`: its config, problems and
     batches) under the protocol's budget, on `rule.split`: {"split", "n_per_level", "n", "greedy", "eval_s"}."""
-    from agents.checkpoint import seed_everything
-    from agents.evaluation import greedy_per_problem
     from agents.experiments.reproduce import Budget
-    from agents.experiments.study_cells import Cell, cell_config, heldout_problems
-    from agents.policy import build_policy
+    from agents.experiments.study_cells import Cell, cell_config, evaluate_model
 
     config = cell_config(Cell(world, "base", 0), Budget(eval_every=0, eval_n_per_level=rule.n_per_level), path,
                          rule.split)
     started = time.perf_counter()
-    seed_everything(config.seed)
-    policy = build_policy(replace(config.model, path=path), config.rollout, seed=config.seed)
-    problems, template = heldout_problems(rule.split, config.eval.n_per_level, config.env.levels)
-    result = greedy_per_problem(policy, problems, config.env.prompt_template or template,
-                                max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
-                                batch_size=config.eval.batch_size,
-                                last_number_fallback=config.env.last_number_fallback)
+    result = evaluate_model(config, path, rule.split)
     levels = result["levels"]
     return {"split": rule.split, "n_per_level": rule.n_per_level,
             "n": {k: len(v["correct"]) for k, v in levels.items()},
