@@ -157,17 +157,12 @@ def format_diagnosis(profile: Any, *, rule: str | None = None, budget: int | Non
     return "\n".join(lines)
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks from 1 along the last axis, ties sharing their mean rank (vectorised: rows of a few dozen)."""
-    x = np.asarray(values, dtype=float)
-    less = (x[..., None, :] < x[..., :, None]).sum(-1)
-    equal = (x[..., None, :] == x[..., :, None]).sum(-1)
-    return less + (equal + 1) / 2
-
-
 def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho along the last axis; NaN where either side is all ties."""
-    rx, ry = average_ranks(x), average_ranks(y)
+    """Spearman's rho along the last axis (rows of resampled or permuted worlds at once); NaN where either side
+    is all ties."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x, axis=-1), rankdata(y, axis=-1)  # ties share their mean rank
     rx = rx - rx.mean(-1, keepdims=True)
     ry = ry - ry.mean(-1, keepdims=True)
     denominator = np.sqrt((rx * rx).sum(-1) * (ry * ry).sum(-1))
@@ -238,5 +233,5 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-__all__ = ["STRICT_SHARE", "average_ranks", "diagnose", "format_diagnosis", "level_features", "mask_votes",
+__all__ = ["STRICT_SHARE", "diagnose", "format_diagnosis", "level_features", "mask_votes",
            "permutation_p", "profile_levels", "rank_correlation", "spearman", "strict_votes"]
