@@ -294,7 +294,8 @@ class TrainConfig:
 class EvalConfig:
     every: int = 25                          # held-out evaluation every K steps (0: only at start and end)
     n_per_level: int = 100                   # held-out problems per level (of `split`)
-    samples: int = 4                         # sampled pass@1 uses this many samples per problem
+    samples: int = 4                         # sampled pass@1 and maj@k use this many samples per problem (0: greedy
+                                             # only; pass1, maj and parse_rate are left empty)
     temperature: float = 0.6
     max_new_tokens: int | None = None        # None: rollout.max_new_tokens
     batch_size: int = 512
@@ -306,7 +307,7 @@ class EvalConfig:
         one_of("eval.split", self.split, tuple(s for s in SPLITS if s != "train"))  # the task's own: `check_split`
         at_least("eval.every", self.every, 0)
         at_least("eval.n_per_level", self.n_per_level, 1)
-        at_least("eval.samples", self.samples, 1)
+        at_least("eval.samples", self.samples, 0)
         above("eval.temperature", self.temperature, 0)
         at_least("eval.batch_size", self.batch_size, 1)
         need(self.max_new_tokens is None or self.max_new_tokens >= 1, "eval.max_new_tokens: must be >= 1 or null")

@@ -183,6 +183,8 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
              temperature: float = 0.6, max_new_tokens: int = 16, batch_size: int = 512, seed: int = 0,
              top_p: float = 1.0, last_number_fallback: bool = True, per_problem: bool = False) -> dict[str, Any]:
     """Greedy pass@1, sampled pass@1 (`samples` per problem), maj@`samples` per level; collapse; parse rate.
+    `samples=0`: the greedy pass only (pass1, maj and parse_rate are None), for readers of greedy alone (a study
+    cell), which saves the sampled passes' ~80% of an evaluation and leaves the greedy results as they were.
     Answers are read by the rule the run trains with (`last_number_fallback`: `env.last_number_fallback`).
     `per_problem`: also "problems", the greedy pass problem by problem as `greedy_per_problem` gives it, plus
     each greedy answer (a study cell reads its final model's from the trainer's final evaluation)."""
@@ -202,13 +204,13 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
             greedy = _greedy_answers(policy, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                      last_number_fallback=last_number_fallback)
             sampled = policy.generate_texts(prompts, samples=samples, temperature=temperature, top_p=top_p,
-                                            max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                            max_new_tokens=max_new_tokens, batch_size=batch_size) if samples else []
             greedy_answers += greedy
             if per_problem:
                 records[str(level)] = _per_problem(items, greedy, answers_too=True)
-            g_hits = s_hits = maj_hits = parsed = 0
-            for problem, answer, group in zip(items, greedy, sampled):
-                g_hits += is_correct(answer, problem.answer)
+            s_hits = maj_hits = parsed = 0
+            g_hits = sum(is_correct(answer, problem.answer) for problem, answer in zip(items, greedy))
+            for problem, group in zip(items, sampled):
                 answers = [extract_answer(text, last_number_fallback=last_number_fallback) for text in group]
                 parsed += sum(a is not None for a in answers)
                 right = {a: is_correct(a, problem.answer) for a in set(answers)}
@@ -216,8 +218,9 @@ def evaluate(policy: Any, problems: Mapping[Any, Sequence[Problem]], template: s
                 label = majority_vote(answers, min_votes=1).label
                 maj_hits += label is not None and is_correct(label, problem.answer)
             n = len(items)
-            levels[level] = {"n": n, "greedy": g_hits / n, "pass1": s_hits / (n * samples),
-                             "maj": maj_hits / n, "parse_rate": parsed / (n * samples)}
+            levels[level] = {"n": n, "greedy": g_hits / n, "pass1": s_hits / (n * samples) if samples else None,
+                             "maj": maj_hits / n if samples else None,
+                             "parse_rate": parsed / (n * samples) if samples else None}
     result = {"levels": levels, "collapse": heldout_collapse(greedy_answers), "samples": samples,
               "temperature": temperature, "seconds": time.perf_counter() - start}
     if per_problem:
@@ -288,9 +291,16 @@ def _per_problem(items: Sequence[Problem], answers: Sequence[str | None], *, ans
     return record
 
 
-def mean_over_levels(result: Mapping[str, Any], key: str = "greedy") -> float:
+def mean_over_levels(result: Mapping[str, Any], key: str = "greedy") -> float | None:
+    """The mean of `key` over the levels (None where the evaluation did not measure it: `samples=0`)."""
     values = [v[key] for v in result["levels"].values()]
+    if any(v is None for v in values):
+        return None
     return sum(values) / len(values) if values else 0.0
+
+
+def _share(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def format_table(result: Mapping[str, Any], title: str = "") -> str:
@@ -299,10 +309,10 @@ def format_table(result: Mapping[str, Any], title: str = "") -> str:
     lines.append(f"| level | n | pass@1 greedy | pass@1 T={t:g} (k={k}) | maj@{k} | parsed |")
     lines.append("|---|---|---|---|---|---|")
     for level, s in result["levels"].items():
-        lines.append(f"| {level} | {s['n']} | {s['greedy']:.3f} | {s['pass1']:.3f} | {s['maj']:.3f} "
-                     f"| {s['parse_rate']:.2f} |")
-    lines.append(f"| mean | | {mean_over_levels(result):.3f} | {mean_over_levels(result, 'pass1'):.3f} "
-                 f"| {mean_over_levels(result, 'maj'):.3f} | |")
+        lines.append(f"| {level} | {s['n']} | {s['greedy']:.3f} | {_share(s['pass1'])} | {_share(s['maj'])} "
+                     f"| {_share(s['parse_rate'], 2)} |")
+    lines.append(f"| mean | | {mean_over_levels(result):.3f} | {_share(mean_over_levels(result, 'pass1'))} "
+                 f"| {_share(mean_over_levels(result, 'maj'))} | |")
     lines.append(f"collapse (share of the most common greedy answer): {result['collapse']:.3f}; "
                  f"{result['seconds']:.1f} s")
     return "\n".join(lines)
@@ -336,5 +346,6 @@ def write_results(result: Mapping[str, Any], out: Path, *, model: str, bench: st
         writer = csv.writer(handle)
         writer.writerow(["level", "n", "greedy", "pass1", "maj", "parse_rate"])
         for level, s in result["levels"].items():
-            writer.writerow([level, s["n"], s["greedy"], s["pass1"], s["maj"], s["parse_rate"]])
+            sampled = ("" if s[k] is None else s[k] for k in ("pass1", "maj", "parse_rate"))  # None: samples 0
+            writer.writerow([level, s["n"], s["greedy"], *sampled])
     return json_path, csv_path

@@ -74,7 +74,8 @@ class RunOutputs:
                                                    "collapse": result["collapse"], "seconds": result["seconds"]})
             if self.logger is not None:
                 for key in ("greedy", "pass1", "maj"):
-                    self.logger.log_scalar(f"eval/L{level}_{key}", float(stats[key]), step=step)
+                    if _finite(stats[key]):  # pass1 and maj are None in a greedy-only evaluation (eval.samples 0)
+                        self.logger.log_scalar(f"eval/L{level}_{key}", float(stats[key]), step=step)
         if self.logger is not None:
             self.logger.log_scalar("eval/collapse", float(result["collapse"]), step=step)
 

@@ -4,7 +4,7 @@ start evaluation reused, the per-problem result read from the trainer's final gr
 evaluations dropped: `eval.every=0`), alternating in one process, with where a cell's time goes.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cell.py [--arm cuma_gated --steps 4 --n-per-level 400 --rounds 3]
-        [--old-eval-every E] [--new-eval-every 0]
+        [--old-eval-every E] [--new-eval-every 0] [--new-eval-samples 0]
 
 Each round trains the cell from scratch both ways (in turn first, so that machine load hits both alike) on the
 tiny base with the study's budget (`study_budget`) but `--steps` steps; the first round is a warm-up (imports;
@@ -20,11 +20,15 @@ training steps at the old way's seconds per step, each way's mid-run evaluations
 evaluation times the number it makes at that scale, and the start evaluation computed once per
 `--cells-per-seed` cells (the design world's 10 trained arms). Each round also checks that both ways give
 identical final per-problem results, final evaluation (eval.csv's last step) and training metrics.
+`--new-eval-samples 0`: the new way's trainer evaluations are greedy only (`eval.samples=0`, study 2's declared
+cell setting); the final evaluations are then compared on what both measured (greedy, n, collapse), and the
+projection charges the new way the old way's (sampled) start evaluation, so it errs against the new way.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -41,6 +45,21 @@ sys.path.insert(0, str(REPO))
 PARTS = ("model load", "trainer setup", "start evaluation", "collect (no probes)", "probes", "learn",
          "mid-run evaluations", "final evaluation", "checkpoints + model", "report", "cell evaluation", "other")
 WITHIN = ("greedy passes", "prompt rendering")  # parts of the evaluations (and the trainer setup's prompt check)
+# (module, class or "", function, part): what the clock wraps; part None: an evaluation, named by its order
+WRAPPED = (
+    ("agents.policy", "", "build_policy", "model load"),
+    ("agents.trainer", "Trainer", "build", "trainer setup"),
+    ("agents.evaluation", "", "evaluate_heldout", None),
+    ("agents.rollout", "Rollout", "collect", "collect (no probes)"),
+    ("agents.learner", "Learner", "step", "learn"),
+    ("agents.trainer", "Trainer", "_save", "checkpoints + model"),
+    ("agents.trainer", "Trainer", "_save_model", "checkpoints + model"),
+    ("agents.run_outputs", "", "write_report", "report"),
+    ("agents.experiments.study_cells", "", "evaluate_model", "cell evaluation"),
+    ("agents.experiments.study_cells", "", "_from_trainer", "cell evaluation"),
+    ("agents.evaluation", "", "_greedy_answers", "greedy passes"),
+    ("agents.evaluation", "", "_prompts", "prompt rendering"),
+)
 
 
 class Clock:
@@ -67,26 +86,11 @@ class Clock:
         setattr(owner, name, timed)
 
     def install(self) -> None:
-        import agents.evaluation as evaluation
-        import agents.experiments.study_cells as cells
-        import agents.learner as learner
-        import agents.policy as policy
         import agents.rollout as rollout
-        import agents.run_outputs as outputs
-        import agents.trainer as trainer
 
-        self.wrap(policy, "build_policy", "model load")
-        self.wrap(trainer.Trainer, "build", "trainer setup")
-        self.wrap(evaluation, "evaluate_heldout", None)
-        self.wrap(rollout.Rollout, "collect", "collect (no probes)")
-        self.wrap(learner.Learner, "step", "learn")
-        self.wrap(trainer.Trainer, "_save", "checkpoints + model")
-        self.wrap(trainer.Trainer, "_save_model", "checkpoints + model")
-        self.wrap(outputs, "write_report", "report")
-        self.wrap(cells, "_evaluate", "cell evaluation")
-        self.wrap(cells, "_from_trainer", "cell evaluation")
-        self.wrap(evaluation, "_greedy_answers", "greedy passes")
-        self.wrap(evaluation, "_prompts", "prompt rendering")
+        for module, attribute, name, part in WRAPPED:
+            owner = importlib.import_module(module)
+            self.wrap(getattr(owner, attribute) if attribute else owner, name, part)
         make_probe = rollout.make_probe
 
         def timed_probes(*args, **kwargs):
@@ -122,9 +126,11 @@ class Clock:
         return {p: parts.get(p, 0.0) for p in (*PARTS, "total", *WITHIN, "evaluations")}, result
 
 
-def same_results(old_out: Path, old: dict, new_out: Path, new: dict) -> bool:
+def same_results(old_out: Path, old: dict, new_out: Path, new: dict, *, greedy_only: bool = False) -> bool:
     """Identical final per-problem results, final evaluation (eval.csv's rows at the last step) and training
-    metrics (times aside); the mid-run evaluations the ways may differ in are not compared."""
+    metrics (times aside); the mid-run evaluations the ways may differ in are not compared, nor (`greedy_only`:
+    one way did not sample) the sampled columns."""
+    unmeasured = {"seconds", "pass1", "maj", "parse_rate"} if greedy_only else {"seconds"}
     from agents.run_outputs import TIME_COLUMNS, read_csv
 
     def rows(out: Path, result: dict) -> list[dict]:
@@ -133,7 +139,7 @@ def same_results(old_out: Path, old: dict, new_out: Path, new: dict) -> bool:
 
     def final_eval(out: Path, result: dict) -> list[dict]:
         evals = read_csv(out / result["run_dir"] / "eval.csv")
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in evals if r["step"] == evals[-1]["step"]]
+        return [{k: v for k, v in r.items() if k not in unmeasured} for r in evals if r["step"] == evals[-1]["step"]]
 
     return (old["levels"] == new["levels"] and old["collapse"] == new["collapse"]
             and rows(old_out, old) == rows(new_out, new) and final_eval(old_out, old) == final_eval(new_out, new))
@@ -163,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-eval-every", type=int, default=0,
                         help="the new way's eval_every at --project-steps steps, scaled to --steps (default 0: "
                              "the override eval.every=0, no mid-run evaluation)")
+    parser.add_argument("--new-eval-samples", type=int, default=None,
+                        help="the new way's eval.samples (default: the study's; 0: greedy-only evaluations)")
     parser.add_argument("--cells-per-seed", type=int, default=10,
                         help="trained cells sharing one start evaluation (a world's trained arms)")
     parser.add_argument("--json", help="also write the measurements to this file")
@@ -183,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         args.old_eval_every = study_budget().eval_every
     if min(args.old_eval_every, args.new_eval_every) < 0 or args.steps < 1 or args.project_steps < 1:
         parser.error("--old-eval-every and --new-eval-every must be >= 0, --steps and --project-steps >= 1")
+    if args.new_eval_samples is not None and args.new_eval_samples < 0:
+        parser.error(f"--new-eval-samples must be >= 0, got {args.new_eval_samples}")
     for way, e in (("old", args.old_eval_every), ("new", args.new_eval_every)):
         here = scaled_every(e, args.steps, args.project_steps)
         if mid_runs(e, args.project_steps) and not mid_runs(here, args.steps):
@@ -196,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     every = {"old": args.old_eval_every, "new": args.new_eval_every}  # at the study's scale
     budgets = {way: replace(study, eval_every=scaled_every(e, args.steps, args.project_steps))
                for way, e in every.items()}
+    if args.new_eval_samples is not None:
+        budgets["new"] = replace(budgets["new"], overrides=(*budgets["new"].overrides,
+                                                            f"eval.samples={args.new_eval_samples}"))
     root = Path(tempfile.mkdtemp(prefix="bench-cell-"))
     timed: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
     identical = []
@@ -212,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 if r > 0:
                     timed[way].append(parts)
                 print(f"round {r}{' (warm-up)' if r == 0 else ''}: {way} {parts['total']:.1f} s", flush=True)
-            identical.append(same_results(root / "old", results["old"], root / "new", results["new"]))
+            identical.append(same_results(root / "old", results["old"], root / "new", results["new"],
+                                          greedy_only=args.new_eval_samples == 0))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if not timed["old"]:
@@ -223,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     mids = {way: mid_runs(b.eval_every, args.steps) for way, b in budgets.items()}
     print(f"\n{args.arm} seed {args.seed}: {args.steps} steps, {args.n_per_level} held-out problems per level, "
           f"{len(timed['old'])} timed round(s); seconds (medians), one thread")
+    if args.new_eval_samples is not None:
+        print(f"new: eval.samples={args.new_eval_samples}")
     print("; ".join(f"{way}: eval_every {every[way]} at {args.project_steps} steps, {budgets[way].eval_every} here "
                     f"({mids[way]} mid-run evaluation(s))" for way in ("old", "new")))
     print("| part | old | new |\n|---|---|---|")

@@ -128,6 +128,30 @@ def test_mid_run_evaluations_change_no_final_result(cells, tmp_path):
     assert weights[1] == weights[0]
 
 
+def test_a_greedy_only_cell_gives_the_same_results_and_training(cells, tmp_path):
+    """`eval.samples=0` (study 2's declared cell setting): the trainer's evaluations skip the sampled pass@1 the
+    study never reads; the cell's per-problem results, training metrics and weights are those of the cell that
+    sampled, and its eval.csv leaves pass1 and maj empty (read back as NaN: not measured)."""
+    from agents.experiments.reproduce import evals_from_run_dir, record_from_eval
+
+    cell = Cell(_design(), "cuma_gated", 0)
+    budget = replace(BUDGET, overrides=(*BUDGET.overrides, "eval.samples=0"))
+    result = run_cell(cell, tmp_path, budget, "tiny")
+    run = tmp_path / result["run_dir"]
+    assert result["spec"]["config"]["eval"]["samples"] == 0 and result["from_trainer_eval"] is True
+    for key in ("levels", "collapse", "per_level", "mean", "samples"):
+        assert result[key] == cells["new"][key], key
+    rows = {k: [_without(r, *TIME_COLUMNS) for r in read_csv(r_ / "metrics.csv")]
+            for k, r_ in (("greedy", run), ("sampled", cells["runs"]["new"]))}
+    assert rows["greedy"] == rows["sampled"]
+    assert (run / "model" / "model.safetensors").read_bytes() == \
+        (cells["runs"]["new"] / "model" / "model.safetensors").read_bytes()
+    evals = read_csv(run / "eval.csv")
+    assert evals and all(r["pass1"] == "" and r["maj"] == "" and r["greedy"] != "" for r in evals)
+    record = record_from_eval("cuma_gated", 0, evals_from_run_dir(run), wall_s=1.0)
+    assert record.pass1_t06 != record.pass1_t06 and record.mean_acc == pytest.approx(result["mean"])  # NaN: unmeasured
+
+
 def test_only_the_same_evaluation_of_the_same_weights_is_reused(tiny_base_dir, tmp_path):
     budget = quick_budget(steps=1, n_per_level=2, overrides=["eval.samples=2", "eval.max_new_tokens=12",
                                                              "env.levels=[1,2]"])

@@ -116,7 +116,7 @@ def test_only_owner_name_is_a_hub_id_and_a_missing_path_never_reaches_the_hub(tm
     (["--model", "nosuch"], ["model path nosuch does not exist"]),
     (["--model", "/abs/missing/model"], ["model path /abs/missing/model does not exist"]),
     (["--dtype", "fp16"], ["argument --dtype: invalid choice: 'fp16'"]),
-    (["--samples", "0"], ["--samples must be >= 1"]),
+    (["--samples", "-1"], ["--samples must be >= 0 (0: greedy only)"]),
     (["--n", "0"], ["--n must be >= 1"]),
     (["--batch-size", "0"], ["--batch-size must be >= 1"]),
     (["--max-new-tokens", "0"], ["--max-new-tokens must be >= 1"]),

@@ -191,7 +191,7 @@ def test_each_section_checks_its_own_keys_with_the_loaders_line():
         section().validate()  # the defaults are valid
     cases = [(TrainConfig(lr=2.0), "train.lr=2"), (RolloutConfig(group_size=1), "rollout.group_size=1"),
              (EnvConfig(min_votes=1.5), "env.min_votes=1.5"), (EnvConfig(levels=[9]), "env.levels=[9]"),
-             (EnvConfig(pool=PoolConfig(size=3)), "env.pool.size=3"), (EvalConfig(samples=0), "eval.samples=0"),
+             (EnvConfig(pool=PoolConfig(size=3)), "env.pool.size=3"), (EvalConfig(samples=-1), "eval.samples=-1"),
              (CurriculumConfig(options={"windw": 3}), "curriculum.options.windw=3"),
              (ModelConfig(device="gpu"), "model.device=gpu"), (OutputConfig(keep_checkpoints=0), "keep_checkpoints=0")]
     for section, override in cases:

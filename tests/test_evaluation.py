@@ -3,6 +3,7 @@ command's outputs."""
 
 from __future__ import annotations
 
+import csv
 import json
 from types import SimpleNamespace
 
@@ -18,7 +19,9 @@ from agents.evaluation import (
     format_table,
     heldout_bench,
     is_correct,
+    mean_over_levels,
     resolve_model,
+    write_results,
 )
 from agents.policy import build_policy
 from cuma_env.arithmetic import ArithmeticSource
@@ -91,6 +94,24 @@ def test_evaluate_the_tiny_base_is_deterministic_and_leaves_the_rng_alone(policy
     for stats in first["levels"].values():
         assert all(0.0 <= stats[k] <= 1.0 for k in ("greedy", "pass1", "maj", "parse_rate"))
     assert first["levels"][1]["parse_rate"] > 0.5  # the base answers in \\boxed{}
+
+
+def test_a_greedy_only_evaluation_gives_the_same_greedy_results_and_leaves_the_sampled_ones_empty(policy, tmp_path):
+    """`samples=0` (`eval.samples: 0`, study 2's cells): the greedy pass problem by problem is unchanged, the
+    sampled statistics are None, and the table and the CSV say "not measured" rather than 0."""
+    problems, template = bench_problems("arith", n_per_level=6, levels=[1, 2])
+    full = evaluate(policy, problems, template, samples=3, max_new_tokens=8, per_problem=True)
+    greedy = evaluate(policy, problems, template, samples=0, max_new_tokens=8, per_problem=True)
+    assert greedy["problems"] == full["problems"] and greedy["collapse"] == full["collapse"]
+    for level, stats in greedy["levels"].items():
+        assert stats["greedy"] == full["levels"][level]["greedy"] and stats["n"] == 6
+        assert stats["pass1"] is None and stats["maj"] is None and stats["parse_rate"] is None
+    assert mean_over_levels(greedy) == mean_over_levels(full) and mean_over_levels(greedy, "pass1") is None
+    table = format_table(greedy)
+    assert "| — | — |" in table and "nan" not in table and "None" not in table
+    _, csv_path = write_results(greedy, tmp_path, model="tiny", bench="arith", max_new_tokens=8)
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["pass1"] for r in rows] == ["", ""] and float(rows[0]["greedy"]) == greedy["levels"][1]["greedy"]
 
 
 def test_eval_command_writes_results(tiny_base_dir, tmp_path, capsys):

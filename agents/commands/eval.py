@@ -43,7 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"{' | '.join(bench_names())} | module:Attr (a task of your own)")
     parser.add_argument("--split", default=None, help="a held-out split of the bench (default test; arith also has "
                         "validation, the one to tune on)")
-    parser.add_argument("--samples", type=int, default=8, help="k of maj@k and sampled pass@1 (default 8)")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="k of maj@k and sampled pass@1 (default 8; 0: greedy only)")
     parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6)")
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--n", type=int, default=None, metavar="N",
@@ -70,7 +71,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> None:
     """The numeric options: `ValueError` naming the first bad one."""
-    for name in ("samples", "n", "batch_size", "max_new_tokens"):
+    if args.samples < 0:
+        raise ValueError(f"--samples must be >= 0 (0: greedy only), got {args.samples}")
+    for name in ("n", "batch_size", "max_new_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")

@@ -9,6 +9,7 @@ the per-seed records (each with its "seed").
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,6 +66,11 @@ def goal_checks(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, boo
     return checks
 
 
+def _measured_text(value: float) -> str:
+    """NaN: not measured (a greedy-only evaluation, `eval.samples: 0`)."""
+    return "—" if math.isnan(value) else f"{value:.3f}"
+
+
 def format_table(results: Mapping[str, Mapping[str, Any]], info: Mapping[str, Any] | None = None) -> str:
     base = results.get("base", {}).get("mean_acc")
     head = ("| method | labels in loop | L1 | L2 | L3 | L4 | L5 | mean final | Δ vs base | mean peak "
@@ -78,7 +84,7 @@ def format_table(results: Mapping[str, Mapping[str, Any]], info: Mapping[str, An
         collapse = f"{r['collapse']:.2f}" + (" COLLAPSED" if r["collapse"] >= COLLAPSE_SHARE else "")
         labels = "—" if method == "base" else ("ground truth" if r.get("labels") == "reward" else "none")
         lines.append(f"| {method} | {labels} | {' | '.join(cells)} | {mean} | {delta} | {r['peak_mean_acc']:.3f} "
-                     f"| {r['pass1_t06']:.3f} | {collapse} | {r['wall_s']:.0f} |")
+                     f"| {_measured_text(r['pass1_t06'])} | {collapse} | {r['wall_s']:.0f} |")
     out = ["# `cuma reproduce`: held-out accuracy on the procedural arith test split", ""]
     if info:
         b = info.get("budget", {})

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import warnings
@@ -154,6 +155,12 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _measured(value: Any) -> float:
+    """A number from an evaluation or eval.csv; NaN for what a greedy-only evaluation (`eval.samples: 0`) left
+    empty (None, or "" in the CSV), so means over it say "not measured" rather than 0."""
+    return math.nan if value is None or value == "" else float(value)
+
+
 def record_from_eval(method: str, seed: int, evals: Sequence[tuple[int, dict[str, Any]]], wall_s: float,
                      run_dir: str | None = None) -> RunRecord:
     """A record from a run's held-out evaluations [(step, evaluate() result)], the last being the final."""
@@ -164,10 +171,10 @@ def record_from_eval(method: str, seed: int, evals: Sequence[tuple[int, dict[str
     peak_levels = [max(float(r["levels"][lv]["greedy"]) for _, r in evals if lv in r["levels"]) for lv in levels]
     return RunRecord(
         method=method, seed=seed, mean_acc=_mean(final), per_level=final,
-        pass1_t06=_mean([float(last["levels"][lv]["pass1"]) for lv in levels]),
+        pass1_t06=_mean([_measured(last["levels"][lv]["pass1"]) for lv in levels]),
         collapse=float(last["collapse"]), wall_s=round(float(wall_s), 2),
         peak_mean_acc=max(c[1] for c in curve), peak_per_level=peak_levels,
-        maj=_mean([float(last["levels"][lv]["maj"]) for lv in levels]), steps=int(step), curve=curve,
+        maj=_mean([_measured(last["levels"][lv]["maj"]) for lv in levels]), steps=int(step), curve=curve,
         run_dir=run_dir)
 
 
@@ -179,7 +186,7 @@ def evals_from_run_dir(run_dir: Path) -> list[tuple[int, dict[str, Any]]]:
     for row in read_csv(run_dir / "eval.csv"):
         entry = by_step.setdefault(int(float(row["step"])), {"levels": {}, "collapse": float(row["collapse"])})
         level = int(row["level"]) if row["level"].isdigit() else row["level"]
-        entry["levels"][level] = {k: float(row[k]) for k in ("n", "greedy", "pass1", "maj")}
+        entry["levels"][level] = {k: _measured(row[k]) for k in ("n", "greedy", "pass1", "maj")}
     return sorted(by_step.items())
 
 
