@@ -106,11 +106,20 @@ class ModelConfig:
     num_threads: int = 1            # torch intra-op threads on CPU (1 is fastest for small models)
     chosen_token_logprobs: bool = False  # the loss's log-probs from the output layer on response columns only, in
                                          # chunks (agents/chosen_token_scorer.py): pays with a large vocabulary
+    lora_rank: int = 0                  # > 0: train LoRA adapters of this rank through peft (agents/lora.py), the
+                                        # base frozen; 0: every weight trains
+    lora_alpha: float = 32.0            # LoRA scaling alpha / rank
+    lora_targets: str | list[str] = "all-linear"  # the layers adapted: peft's all-linear or module names
     vllm_gpu_memory_utilization: float = 0.35
     vllm_max_model_len: int = 4096
 
     def validate(self) -> None:
         one_of("model.backend", self.backend, BACKENDS)
+        at_least("model.lora_rank", self.lora_rank, 0)
+        above("model.lora_alpha", self.lora_alpha, 0)
+        need(isinstance(self.lora_targets, str) or (isinstance(self.lora_targets, list) and self.lora_targets
+                                                    and all(isinstance(t, str) for t in self.lora_targets)),
+             f"model.lora_targets: all-linear or a list of module names, got {self.lora_targets!r}")
         one_of("model.dtype", self.dtype, DTYPES)
         at_least("model.num_threads", self.num_threads, 1)
         within("model.vllm_gpu_memory_utilization", self.vllm_gpu_memory_utilization, "(0, 1]")

@@ -330,8 +330,12 @@ def resolve_model(path: str) -> tuple[str, dict | None]:
         checkpoint = latest_checkpoint(run)
         if checkpoint is None:
             raise FileNotFoundError(f"run directory {run} has neither model/ nor a checkpoint")
-        config = from_dict(read_yaml(run / "config.yaml"))
-        return config.model.path, load_checkpoint(checkpoint)["model"]
+        from agents.lora import lora_scaling, merge_lora_state
+
+        saved = read_yaml(run / "config.yaml")
+        config, state = from_dict(saved), load_checkpoint(checkpoint)["model"]
+        scaling = lora_scaling(saved)  # a LoRA run's checkpoint holds the adapters: merged into plain weights
+        return config.model.path, state if scaling is None else merge_lora_state(state, scaling)
     return path, None
 
 

@@ -144,7 +144,9 @@ class Policy:
         if self.updater is not None:  # the full model's names (`model.layers.0...`, `lm_head.weight`), as vLLM
             # loads them; TorchRL's `push_weights_from_transformers` would send a raw HF model's backbone
             # (`model.model`, names without the `model.` prefix), which it takes for a TorchRL wrapper
-            self.updater.push_weights(iter(self.model.state_dict().items()))
+            from agents.lora import merged_state_dict  # adapters (model.lora_rank) merged: what vLLM loads
+
+            self.updater.push_weights(iter(merged_state_dict(self.model).items()))
 
     def make_reference(self) -> Any:
         """A frozen copy of the current weights behind a log-prob wrapper (the KL reference)."""
@@ -184,6 +186,11 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
     if device.type == "cpu":
         torch.set_num_threads(model_config.num_threads)
     model, tokenizer = load_model(model_config.path, device)
+    if model_config.lora_rank > 0:
+        from agents.lora import add_lora
+
+        add_lora(model, rank=model_config.lora_rank, alpha=model_config.lora_alpha,
+                 targets=model_config.lora_targets, seed=seed)
     if backend != "vllm":  # vLLM shares prompts through its own prefix cache
         share_prompt_prefill(model)
     from agents.chosen_token_scorer import ChosenTokenScorer

@@ -286,9 +286,27 @@ class Trainer:
         save_checkpoint(self.run_dir, self.step, state, keep=self.config.output.keep_checkpoints)
 
     def _save_model(self) -> None:
+        from agents.lora import has_lora
+
         target = self.run_dir / "model"
-        self.policy.model.save_pretrained(target)
+        if has_lora(self.policy.model):  # a plain model, adapters merged: its readers need no peft
+            self._save_merged(target)
+        else:
+            self.policy.model.save_pretrained(target)
         self.policy.tokenizer.save_pretrained(target)
+
+    def _save_merged(self, target: Path) -> None:
+        """The adapted model saved as the plain architecture it came from, with the adapters merged in."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from agents.lora import merged_state_dict
+
+        with torch.random.fork_rng(devices=[]):  # its random init, overwritten at once, draws on a forked RNG
+            plain = AutoModelForCausalLM.from_config(self.policy.model.config)
+        plain.load_state_dict(merged_state_dict(self.policy.model))
+        plain.generation_config = self.policy.model.generation_config
+        plain.save_pretrained(target)
 
     def _finish(self, interrupted: bool) -> dict[str, Any]:
         from agents.evaluation import format_table, mean_over_levels

@@ -2,6 +2,7 @@
 scorer, with 1 and 2 threads, and bfloat16 autocast against float32 (generation and forward).
 
     python benchmarks/bench_learn.py --model smollm2-135m [--rows 64 --prompt 50 --response 48 --rounds 3]
+                                     [--lora-rank 16]
 
 The batch is the shape of one smollm2 step (8 prompts x 8 completions): `--rows` rows of `--prompt` prompt
 tokens and `--response` response tokens (random ids: the cost does not depend on them), every row trained
@@ -9,6 +10,8 @@ tokens and `--response` response tokens (random ids: the cost does not depend on
 contenders alternate within each round so that machine load hits them alike; the table gives medians and the
 ratio to TorchRL's scorer at the same thread count, measured in this process. The scorers' equality of loss
 and gradient is a test (tests/test_chosen_token_scorer.py), not measured here.
+`--lora-rank R`: one more contender, the chosen-token scorer over a copy of the model with rank-R LoRA adapters on
+every linear layer (`model.lora_rank`, agents/lora.py): the base's weight gradients are never computed.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternation rounds (the first is a warm-up)")
     parser.add_argument("--threads", default="1,2", help="thread counts to measure (comma-separated)")
     parser.add_argument("--skip-bf16", action="store_true", help="do not measure bfloat16 autocast")
+    parser.add_argument("--lora-rank", type=int, default=0, help="also time LoRA adapters of this rank (0: not)")
     args = parser.parse_args(argv)
     import torch
     from torchrl.modules.llm import TransformersWrapper
@@ -73,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     losses = {cls.__name__: OnPolicyGRPOLoss(cls(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
                                                  return_log_probs=True, pad_output=True), masking_strategy="sft")
               for cls in (TransformersWrapper, ChosenTokenScorer)}
+    models = dict.fromkeys(losses, model)  # whose gradients each contender's step clears
+    if args.lora_rank > 0:
+        import copy
+
+        from agents.lora import add_lora
+
+        adapted = add_lora(copy.deepcopy(model), rank=args.lora_rank, alpha=2.0 * args.lora_rank)
+        models[f"ChosenTokenScorer+LoRA{args.lora_rank}"] = adapted
+        losses[f"ChosenTokenScorer+LoRA{args.lora_rank}"] = OnPolicyGRPOLoss(
+            ChosenTokenScorer(adapted, tokenizer=tokenizer, input_mode="tokens", generate=False,
+                              return_log_probs=True, pad_output=True), masking_strategy="sft")
     threads = [int(t) for t in args.threads.split(",")]
     timed: dict[tuple[str, int], list[float]] = {}
     print(f"{args.model}: loss forward+backward, {args.rows} rows x ({args.prompt} prompt + {args.response} response) "
@@ -81,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in threads:
             torch.set_num_threads(n)
             for name, loss in losses.items():
-                seconds = time_loss(loss, model, batch)
+                seconds = time_loss(loss, models[name], batch)
                 if round_ > 0 or args.rounds == 1:
                     timed.setdefault((name, n), []).append(seconds)
                 print(f"  round {round_ + 1}: {name}, {n} thread(s): {seconds:.1f} s", flush=True)
