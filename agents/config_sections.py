@@ -232,6 +232,8 @@ class RolloutConfig:
     max_staleness: int = 1                   # async: batches generated ahead; older samples are dropped
     vote_group_size: int | None = None       # TTRL's N: sample and vote N per prompt, train on group_size of them
                                              # (a seeded random subset, agents/vote_subset.py); None: vote on the group
+    compact_decode: bool = False             # transformers backend: finished rows leave the training generation batch
+                                             # (agents/compact_decode.py; faster, not bit-identical to HF's path)
 
     def validate(self) -> None:
         at_least("rollout.group_size", self.group_size, 2)

@@ -211,7 +211,26 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
             device=device, generate_kwargs=dict(max_new_tokens=rollout.max_new_tokens, do_sample=True,
                                                 temperature=rollout.temperature, top_p=rollout.top_p, top_k=None)),
             policy)
+        if rollout.compact_decode:
+            _compact_while_generating(policy.generator, model)
     return policy
+
+
+def _compact_while_generating(generator: Any, model: torch.nn.Module) -> None:
+    """Training collection through `generator` drops finished rows from the batch (`rollout.compact_decode`);
+    every other use of `model.generate` (evaluation, probes) stays HF's."""
+    from agents.shared_prefill import COMPACT_FLAG
+
+    forward = generator.forward
+
+    def compact_forward(*args: Any, **kwargs: Any):
+        setattr(model, COMPACT_FLAG, True)
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            setattr(model, COMPACT_FLAG, False)
+
+    generator.forward = compact_forward
 
 
 class _AutocastWrapper:

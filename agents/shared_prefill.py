@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+COMPACT_FLAG = "_cuma_compact_decode"  # set on a model while its training generator runs (agents.policy)
 _CALLER_STATE = ("past_key_values", "cache", "inputs_embeds", "assistant_model", "prefill_chunk_size")
 
 
@@ -52,15 +53,28 @@ def generate_with_shared_prefill(model: Any, inputs: Any = None, generation_conf
             kwargs["input_ids"] = input_ids
         else:
             inputs = input_ids
-    cache = prompt_prefix_cache(model, input_ids, kwargs.get("attention_mask"))
+    from agents.compact_decode import compact_generate, compactable
+
+    compact = getattr(model, COMPACT_FLAG, False) and compactable(setting)
+    cache = prompt_prefix_cache(model, input_ids, kwargs.get("attention_mask"), always=compact)
+    if compact:  # rows leave the batch as they end (`rollout.compact_decode`, the training generator only)
+        mask = kwargs.get("attention_mask")
+        sequences = compact_generate(model, input_ids, torch.ones_like(input_ids) if mask is None else mask, setting,
+                                     cache, _cache_keyword(model))
+        if setting("return_dict_in_generate"):
+            from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+            return GenerateDecoderOnlyOutput(sequences=sequences)
+        return sequences
     if cache is not None:
         kwargs[_cache_keyword(model)] = cache
     return type(model).generate(model, inputs, generation_config, **kwargs)
 
 
-def prompt_prefix_cache(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+def prompt_prefix_cache(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                        always: bool = False) -> Any:
     """The KV cache of every row's prompt minus its last token, one row per input row, computed once per
-    distinct (ids, mask) row; None when no row repeats (nothing to share)."""
+    distinct (ids, mask) row; None when no row repeats (nothing to share), unless `always`."""
     from transformers import DynamicCache
 
     if attention_mask is None:
@@ -68,7 +82,7 @@ def prompt_prefix_cache(model: Any, input_ids: torch.Tensor, attention_mask: tor
     width = input_ids.shape[1]
     distinct, index = torch.unique(torch.cat([input_ids, attention_mask.to(input_ids.dtype)], 1), dim=0,
                                    return_inverse=True)
-    if distinct.shape[0] == input_ids.shape[0]:
+    if distinct.shape[0] == input_ids.shape[0] and not always:
         return None
     ids, mask = distinct[:, :width - 1], distinct[:, width:2 * width - 1].to(attention_mask.dtype)
     # the positions HF's generate derives from a left-padded mask (`_prepare_position_ids_for_generation`)

@@ -4,7 +4,7 @@ start evaluation reused, the per-problem result read from the trainer's final gr
 evaluations dropped: `eval.every=0`), alternating in one process, with where a cell's time goes.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cell.py [--arm cuma_gated --steps 4 --n-per-level 400 --rounds 3]
-        [--old-eval-every E] [--new-eval-every 0] [--new-eval-samples 0]
+        [--old-eval-every E] [--new-eval-every 0] [--new-eval-samples 0] [--new-compact-decode]
 
 Each round trains the cell from scratch both ways (in turn first, so that machine load hits both alike) on the
 tiny base with the study's budget (`study_budget`) but `--steps` steps; the first round is a warm-up (imports;
@@ -23,6 +23,9 @@ identical final per-problem results, final evaluation (eval.csv's last step) and
 `--new-eval-samples 0`: the new way's trainer evaluations are greedy only (`eval.samples=0`, study 2's declared
 cell setting); the final evaluations are then compared on what both measured (greedy, n, collapse), and the
 projection charges the new way the old way's (sampled) start evaluation, so it errs against the new way.
+`--new-compact-decode`: the new way's training collection drops finished rows (`rollout.compact_decode=true`),
+which samples other completions (not bit-identical by design): the rounds then check nothing but that both ways
+finished, and the timings compare the same work in kind, not the same tokens.
 """
 
 from __future__ import annotations
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                              "the override eval.every=0, no mid-run evaluation)")
     parser.add_argument("--new-eval-samples", type=int, default=None,
                         help="the new way's eval.samples (default: the study's; 0: greedy-only evaluations)")
+    parser.add_argument("--new-compact-decode", action="store_true",
+                        help="the new way's training drops finished rows (rollout.compact_decode=true)")
     parser.add_argument("--cells-per-seed", type=int, default=10,
                         help="trained cells sharing one start evaluation (a world's trained arms)")
     parser.add_argument("--json", help="also write the measurements to this file")
@@ -206,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     every = {"old": args.old_eval_every, "new": args.new_eval_every}  # at the study's scale
     budgets = {way: replace(study, eval_every=scaled_every(e, args.steps, args.project_steps))
                for way, e in every.items()}
-    if args.new_eval_samples is not None:
-        budgets["new"] = replace(budgets["new"], overrides=(*budgets["new"].overrides,
-                                                            f"eval.samples={args.new_eval_samples}"))
+    extra = ([f"eval.samples={args.new_eval_samples}"] if args.new_eval_samples is not None else []) + \
+        (["rollout.compact_decode=true"] if args.new_compact_decode else [])
+    budgets["new"] = replace(budgets["new"], overrides=(*budgets["new"].overrides, *extra))
     root = Path(tempfile.mkdtemp(prefix="bench-cell-"))
     timed: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
     identical = []
@@ -225,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 if r > 0:
                     timed[way].append(parts)
                 print(f"round {r}{' (warm-up)' if r == 0 else ''}: {way} {parts['total']:.1f} s", flush=True)
-            identical.append(same_results(root / "old", results["old"], root / "new", results["new"],
-                                          greedy_only=args.new_eval_samples == 0))
+            identical.append(args.new_compact_decode or same_results(
+                root / "old", results["old"], root / "new", results["new"], greedy_only=args.new_eval_samples == 0))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if not timed["old"]:
@@ -237,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     mids = {way: mid_runs(b.eval_every, args.steps) for way, b in budgets.items()}
     print(f"\n{args.arm} seed {args.seed}: {args.steps} steps, {args.n_per_level} held-out problems per level, "
           f"{len(timed['old'])} timed round(s); seconds (medians), one thread")
-    if args.new_eval_samples is not None:
-        print(f"new: eval.samples={args.new_eval_samples}")
+    if extra:
+        print(f"new: {' '.join(extra)}")
     print("; ".join(f"{way}: eval_every {every[way]} at {args.project_steps} steps, {budgets[way].eval_every} here "
                     f"({mids[way]} mid-run evaluation(s))" for way in ("old", "new")))
     print("| part | old | new |\n|---|---|---|")
@@ -248,24 +253,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| (within the above: {p}) | {median['old'][p]:.1f} | {median['new'][p]:.1f} |")
     ratios = [o["total"] / n["total"] for o, n in zip(timed["old"], timed["new"])]
     print(f"measured old / new: {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
-    steps_old = {p: median["old"][p] for p in ("collect (no probes)", "probes", "learn")}
-    per_step = sum(steps_old.values()) / args.steps
-    scale = args.project_steps * per_step
+    step_parts = ("collect (no probes)", "probes", "learn")
+    # each way's own seconds per training step (the same work unless the new way compacts its decoding)
+    per_step = {way: sum(median[way][p] for p in step_parts) / args.steps for way in median}
+    if not args.new_compact_decode:
+        per_step["new"] = per_step["old"]
     per_mid = {way: median[way]["mid-run evaluations"] / mids[way] if mids[way] else 0.0 for way in mids}
     mids_projected = {way: mid_runs(e, args.project_steps) for way, e in every.items()}
 
     def projected(way: str) -> float:
-        fixed = median[way]["total"] - sum(median[way][p] for p in steps_old) - median[way]["mid-run evaluations"]
-        return fixed + scale + mids_projected[way] * per_mid[way]
+        fixed = median[way]["total"] - sum(median[way][p] for p in step_parts) - median[way]["mid-run evaluations"]
+        return fixed + args.project_steps * per_step[way] + mids_projected[way] * per_mid[way]
 
     start_share = median["old"]["start evaluation"] / args.cells_per_seed  # one cell per seed computes it
     project = projected("old") / (projected("new") + start_share)
-    print(f"projected to {args.project_steps} steps (steps at {per_step:.2f} s; mid-run evaluations old "
+    steps_text = (f"{per_step['old']:.2f} s" if per_step["new"] == per_step["old"] else
+                  f"old {per_step['old']:.2f} s, new {per_step['new']:.2f} s")
+    print(f"projected to {args.project_steps} steps (steps at {steps_text}; mid-run evaluations old "
           f"{mids_projected['old']} x {per_mid['old']:.1f} s, new {mids_projected['new']} x {per_mid['new']:.1f} s; "
           f"the start evaluation computed once per {args.cells_per_seed} cells): "
           f"old {projected('old'):.0f} s / new {projected('new') + start_share:.0f} s = {project:.2f}x")
-    print(f"identical final per-problem results, final evaluation and training metrics in every round: "
-          f"{'yes' if all(identical) else 'NO'}")
+    if args.new_compact_decode:
+        print("results not compared: rollout.compact_decode samples other completions by design")
+    else:
+        print(f"identical final per-problem results, final evaluation and training metrics in every round: "
+              f"{'yes' if all(identical) else 'NO'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "timed": timed, "median": median,
                                                "ratios": ratios, "projected": project,

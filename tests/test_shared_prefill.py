@@ -48,8 +48,8 @@ def spy_on_cache(monkeypatch) -> list[bool]:
     built: list[bool] = []
     real = shared_prefill.prompt_prefix_cache
 
-    def recording(*args):
-        cache = real(*args)
+    def recording(*args, **kwargs):
+        cache = real(*args, **kwargs)
         built.append(cache is not None)
         return cache
 
