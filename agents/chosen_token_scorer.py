@@ -76,6 +76,7 @@ class ChosenTokenScorer(TransformersWrapper):
     """
 
     chunk_rows: int = 1024
+    share_prompts: bool = False  # `model.shared_prompt_forward`: a group's prompt block forwarded once
 
     def _get_sft_dist(self, tensordict, **kwargs):
         if kwargs or self.generate or not self.pad_output or self.input_mode != "tokens" \
@@ -99,8 +100,36 @@ class ChosenTokenScorer(TransformersWrapper):
         # as TorchRL's `_get_dist_with_prompt_mask`: attended positions past the (padded) prompt width
         response = attention.bool().clone()
         response[..., :prompt.shape[-1]] = False
-        hidden = self.model.get_decoder()(tokens, attention.long()).last_hidden_state
+        hidden = self._hidden_states(tokens, attention.long(), prompt.shape[-1])
         return ChosenTokenDist(hidden, self.model.get_output_embeddings(), response, self.chunk_rows)
+
+    def _hidden_states(self, tokens: torch.Tensor, attention: torch.Tensor, split: int) -> torch.Tensor:
+        """The decoder's last hidden states of every position; with `share_prompts`, the columns before `split`
+        (the prompt block) run once per distinct row of them (a GRPO group's rows share one) and their KV cache
+        is gathered to every row for the columns after it. Causal attention makes the two the same numbers up
+        to float rounding; the gradient reaches the shared prompt's weights through the gather."""
+        decoder = self.model.get_decoder()
+        rows, width = tokens.shape
+        if not self.share_prompts or split < 1 or split >= width:
+            return decoder(tokens, attention).last_hidden_state
+        head = torch.cat([tokens[:, :split], attention[:, :split]], 1)
+        distinct, index = torch.unique(head, dim=0, return_inverse=True)
+        if distinct.shape[0] * 4 > rows * 3:  # little to share: one plain forward
+            return decoder(tokens, attention).last_hidden_state
+        from transformers import DynamicCache
+
+        from agents.shared_prefill import _cache_keyword
+
+        keyword = _cache_keyword(decoder)
+        try:
+            cache = DynamicCache(config=self.model.config)
+        except TypeError:  # transformers < 4.56: no config argument
+            cache = DynamicCache()
+        prompt_hidden = decoder(distinct[:, :split], distinct[:, split:], use_cache=True,
+                                **{keyword: cache}).last_hidden_state
+        cache.batch_select_indices(index)
+        rest = decoder(tokens[:, split:], attention, use_cache=True, **{keyword: cache}).last_hidden_state
+        return torch.cat([prompt_hidden[index], rest], 1)
 
     def _fast_path_applies(self) -> bool:
         config = getattr(self.model, "config", None)

@@ -106,6 +106,8 @@ class ModelConfig:
     num_threads: int = 1            # torch intra-op threads on CPU (1 is fastest for small models)
     chosen_token_logprobs: bool = False  # the loss's log-probs from the output layer on response columns only, in
                                          # chunks (agents/chosen_token_scorer.py): pays with a large vocabulary
+    shared_prompt_forward: bool = False  # with chosen_token_logprobs: the loss forwards a group's prompt once and
+                                         # gathers its KV cache to the group's rows (same numbers up to rounding)
     lora_rank: int = 0                  # > 0: train LoRA adapters of this rank through peft (agents/lora.py), the
                                         # base frozen; 0: every weight trains
     lora_alpha: float = 32.0            # LoRA scaling alpha / rank
@@ -115,6 +117,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         one_of("model.backend", self.backend, BACKENDS)
+        need(self.chosen_token_logprobs or not self.shared_prompt_forward,
+             "model.shared_prompt_forward needs model.chosen_token_logprobs: true (it is that scorer's path)")
         at_least("model.lora_rank", self.lora_rank, 0)
         above("model.lora_alpha", self.lora_alpha, 0)
         need(isinstance(self.lora_targets, str) or (isinstance(self.lora_targets, list) and self.lora_targets

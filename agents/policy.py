@@ -198,6 +198,8 @@ def build_policy(model_config: ModelConfig, rollout: RolloutConfig, *, seed: int
     scorer_class = ChosenTokenScorer if model_config.chosen_token_logprobs else TransformersWrapper
     scorer = scorer_class(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
                           return_log_probs=True, pad_output=True, device=device)
+    if model_config.shared_prompt_forward:
+        scorer.share_prompts = True
     policy = Policy(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend=backend,
                     generator=None, scorer=scorer, source=model_source(model_config.path))
     if backend == "vllm":

@@ -12,6 +12,8 @@ ratio to TorchRL's scorer at the same thread count, measured in this process. Th
 and gradient is a test (tests/test_chosen_token_scorer.py), not measured here.
 `--lora-rank R`: one more contender, the chosen-token scorer over a copy of the model with rank-R LoRA adapters on
 every linear layer (`model.lora_rank`, agents/lora.py): the base's weight gradients are never computed.
+Rows share their prompt in groups of `--group` (a GRPO group), and one contender forwards each group's prompt once
+(`model.shared_prompt_forward`).
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def loss_batch_of(tokenizer, rows: int, prompt: int, response: int, seed: int = 0):
+def loss_batch_of(tokenizer, rows: int, prompt: int, response: int, seed: int = 0, group: int = 8):
     """A dense loss batch (the learner's layout) of random tokens: prompt then response, every row trained."""
     import torch
     from tensordict import TensorDict
 
     g = torch.Generator().manual_seed(seed)
     vocab = len(tokenizer)
-    prompt_ids = torch.randint(100, vocab, (rows, prompt), generator=g)
+    # each group of `group` rows shares its prompt, as a GRPO group does
+    prompt_ids = torch.randint(100, vocab, (-(-rows // group), prompt), generator=g).repeat_interleave(group, 0)[:rows]
     response_ids = torch.randint(100, vocab, (rows, response), generator=g)
     full = torch.cat([prompt_ids, response_ids], 1)
     attention = torch.ones_like(full, dtype=torch.bool)
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternation rounds (the first is a warm-up)")
     parser.add_argument("--threads", default="1,2", help="thread counts to measure (comma-separated)")
     parser.add_argument("--skip-bf16", action="store_true", help="do not measure bfloat16 autocast")
+    parser.add_argument("--group", type=int, default=8, help="rows sharing a prompt (a GRPO group)")
     parser.add_argument("--lora-rank", type=int, default=0, help="also time LoRA adapters of this rank (0: not)")
     args = parser.parse_args(argv)
     import torch
@@ -73,10 +77,14 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore")
     model, tokenizer = load_model(args.model, torch.device("cpu"))
-    batch = loss_batch_of(tokenizer, args.rows, args.prompt, args.response)
+    batch = loss_batch_of(tokenizer, args.rows, args.prompt, args.response, group=args.group)
     losses = {cls.__name__: OnPolicyGRPOLoss(cls(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
                                                  return_log_probs=True, pad_output=True), masking_strategy="sft")
               for cls in (TransformersWrapper, ChosenTokenScorer)}
+    shared = ChosenTokenScorer(model, tokenizer=tokenizer, input_mode="tokens", generate=False,
+                               return_log_probs=True, pad_output=True)
+    shared.share_prompts = True  # model.shared_prompt_forward: a group's prompt forwarded once
+    losses["ChosenTokenScorer+shared prompts"] = OnPolicyGRPOLoss(shared, masking_strategy="sft")
     models = dict.fromkeys(losses, model)  # whose gradients each contender's step clears
     if args.lora_rank > 0:
         import copy

@@ -46,23 +46,32 @@ def test_same_log_probs_loss_and_gradient_as_torchrl(model, request):
     policy, batch = _kept_batch(request.getfixturevalue(model))
     tokens = batch.get(("tokens", "full"), as_padded_tensor=True, padding_side="left", padding_value=-100)
     results = {}
-    for cls in (TransformersWrapper, ChosenTokenScorer):
+    for name, cls in (("TransformersWrapper", TransformersWrapper), ("ChosenTokenScorer", ChosenTokenScorer),
+                      ("shared prompts", ChosenTokenScorer)):
         scorer = _scorer(cls, policy)
+        scorer.share_prompts = name == "shared prompts"
         with torch.no_grad():
             dist = scorer._get_sft_dist(batch.copy())
             scored, mask = dist.log_prob(tokens), dist.mask
         policy.model.zero_grad(set_to_none=True)
-        loss = OnPolicyGRPOLoss(scorer, masking_strategy="sft")(batch.copy()).loss_objective
+        calls = []
+        hook = policy.model.get_decoder().register_forward_hook(lambda module, args, out: calls.append(1))
+        try:
+            loss = OnPolicyGRPOLoss(scorer, masking_strategy="sft")(batch.copy()).loss_objective
+        finally:
+            hook.remove()
+        assert len(calls) == (2 if name == "shared prompts" else 1)  # prompt block once, then the rest
         loss.backward()
         grad = torch.cat([p.grad.reshape(-1) for p in policy.model.parameters() if p.grad is not None])
-        results[cls.__name__] = (scored, mask, loss.detach(), grad)
+        results[name] = (scored, mask, loss.detach(), grad)
     policy.model.zero_grad(set_to_none=True)
     (ref_lp, ref_mask, ref_loss, ref_grad) = results["TransformersWrapper"]
-    (lp, mask, fast_loss, grad) = results["ChosenTokenScorer"]
-    assert torch.equal(mask, ref_mask) and mask.any() and not mask.all()
-    assert torch.allclose(lp, ref_lp, atol=1e-5, rtol=1e-5)  # 0 off the mask in both
-    assert torch.allclose(fast_loss, ref_loss, atol=1e-6, rtol=1e-5) and ref_loss != 0
-    assert torch.allclose(grad, ref_grad, atol=1e-6, rtol=1e-4)
+    for name in ("ChosenTokenScorer", "shared prompts"):  # a group's prompt forwarded once: the same numbers
+        (lp, mask, fast_loss, grad) = results[name]
+        assert torch.equal(mask, ref_mask) and mask.any() and not mask.all()
+        assert torch.allclose(lp, ref_lp, atol=1e-5, rtol=1e-5)  # 0 off the mask in both
+        assert torch.allclose(fast_loss, ref_loss, atol=1e-6, rtol=1e-5) and ref_loss != 0
+        assert torch.allclose(grad, ref_grad, atol=1e-6, rtol=1e-4)
 
 
 def test_an_entropy_bonus_gets_torchrl_entropy(tiny_base_dir):

@@ -162,7 +162,7 @@ _LATER_DEFAULTS = {("rollout", "workers"): 1, ("rollout", "mode"): "sync", ("rol
                    ("env", "last_number_fallback"): True, ("model", "chosen_token_logprobs"): False,
                    ("train", "max_samples"): None, ("rollout", "vote_group_size"): None,
                    ("model", "lora_rank"): 0, ("model", "lora_alpha"): 32.0, ("model", "lora_targets"): "all-linear",
-                   ("rollout", "compact_decode"): False}
+                   ("rollout", "compact_decode"): False, ("model", "shared_prompt_forward"): False}
 _LATER_SECTIONS = {"ray": {"address": None, "num_cpus_per_worker": 1.0, "num_gpus_per_worker": 0.0,
                            "vllm_replicas": None}}
 
