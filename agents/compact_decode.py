@@ -72,7 +72,9 @@ def compact_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.
                      cache: Any, cache_keyword: str) -> torch.Tensor:
     """`generate`'s sequences for a left-padded batch whose prompts (all but their last token) are already in
     `cache` (a DynamicCache, one row per input row), dropping each row from the batch once it ends."""
-    rows, width = input_ids.shape
+    from agents.shared_prefill import _forward_parameters
+
+    rows = input_ids.shape[0]
     budget = int(setting("max_new_tokens"))
     eos = torch.tensor(_token_ids(setting("eos_token_id")), dtype=torch.long, device=input_ids.device)
     pad = setting("pad_token_id")
@@ -107,9 +109,3 @@ def compact_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.
         current = tokens[:, None]
         history = current
     return torch.cat([input_ids, new[:, :steps]], 1)
-
-
-def _forward_parameters(model: Any) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(model.forward).parameters)
