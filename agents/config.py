@@ -91,6 +91,9 @@ class Config:
         min_votes_count("env.min_votes", self.env.min_votes, voted,
                         "rollout.vote_group_size" if self.rollout.vote_group_size else "rollout.group_size",
                         within_group=True)  # a count above the group would mask every group
+        if self.rollout.compact_decode and self.model.backend == "vllm":
+            raise ConfigError("rollout.compact_decode is for the transformers backend; vLLM already drops finished "
+                              "sequences from its batches (set rollout.compact_decode=false)")
 
 
 TOP_KEYS = frozenset(f.name for f in dataclasses.fields(Config))

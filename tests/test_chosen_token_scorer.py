@@ -55,7 +55,7 @@ def test_same_log_probs_loss_and_gradient_as_torchrl(model, request):
             scored, mask = dist.log_prob(tokens), dist.mask
         policy.model.zero_grad(set_to_none=True)
         calls = []
-        hook = policy.model.get_decoder().register_forward_hook(lambda module, args, out: calls.append(1))
+        hook = policy.model.get_decoder().register_forward_hook(lambda module, args, out, calls=calls: calls.append(1))
         try:
             loss = OnPolicyGRPOLoss(scorer, masking_strategy="sft")(batch.copy()).loss_objective
         finally:

@@ -91,3 +91,11 @@ def test_only_the_training_generator_decodes_compactly(tiny_base_dir, monkeypatc
     problems, template = bench_problems("arith", 3, levels=[1])
     evaluate(policy, problems, template, samples=2, max_new_tokens=8)
     assert len(calls) == done  # evaluation (greedy and sampled) takes HF's path
+
+
+def test_the_vllm_backend_refuses_it():
+    from agents.config import ConfigError
+
+    with pytest.raises(ConfigError, match="rollout.compact_decode is for the transformers backend"):
+        load_config(preset="tiny-cuma-gated", overrides=["rollout.compact_decode=true", "model.backend=vllm",
+                                                         "model.device=cuda"])
