@@ -69,11 +69,10 @@ def _token_ids(value: Any) -> list[int]:
 
 @torch.no_grad()
 def compact_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, setting: Any,
-                     cache: Any, cache_keyword: str) -> torch.Tensor:
+                     cache: Any, cache_keyword: str, extra: dict[str, Any] | None = None) -> torch.Tensor:
     """`generate`'s sequences for a left-padded batch whose prompts (all but their last token) are already in
-    `cache` (a DynamicCache, one row per input row), dropping each row from the batch once it ends."""
-    from agents.shared_prefill import _forward_parameters
-
+    `cache` (a DynamicCache, one row per input row, passed to the model as `cache_keyword`), dropping each row
+    from the batch once it ends. `extra`: more forward arguments (`logits_to_keep` where the model takes it)."""
     rows = input_ids.shape[0]
     budget = int(setting("max_new_tokens"))
     eos = torch.tensor(_token_ids(setting("eos_token_id")), dtype=torch.long, device=input_ids.device)
@@ -81,7 +80,7 @@ def compact_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.
     pad = int(pad) if pad is not None else (int(eos[0]) if len(eos) else 0)
     do_sample = bool(setting("do_sample"))
     warpers = _warpers(setting) if do_sample else []
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
+    extra = extra or {}
     new = torch.full((rows, budget), pad, dtype=torch.long, device=input_ids.device)
     live = torch.arange(rows, device=input_ids.device)      # the input rows still writing, in batch order
     mask = attention_mask.to(torch.long)

@@ -59,8 +59,9 @@ def generate_with_shared_prefill(model: Any, inputs: Any = None, generation_conf
     cache = prompt_prefix_cache(model, input_ids, kwargs.get("attention_mask"), always=compact)
     if compact:  # rows leave the batch as they end (`rollout.compact_decode`, the training generator only)
         mask = kwargs.get("attention_mask")
+        extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
         sequences = compact_generate(model, input_ids, torch.ones_like(input_ids) if mask is None else mask, setting,
-                                     cache, _cache_keyword(model))
+                                     cache, _cache_keyword(model), extra)
         if setting("return_dict_in_generate"):
             from transformers.generation.utils import GenerateDecoderOnlyOutput
 
