@@ -369,6 +369,34 @@ def test_a_killed_study_skips_finished_cells_and_resumes_the_unfinished_one(quic
     assert "cuma_gated-s0 holds a cell with a different configuration" in err  # the base cell is still the same
 
 
+def _killed_worker(*args):
+    """A cell process that the kernel kills (SIGKILL, as its OOM killer does): no Python error reaches the pool."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_killed_cell_process_is_one_line_and_the_finished_cells_stay(quick_study, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import agents.experiments.study as study_module
+    from agents.commands.study import main
+
+    out = tmp_path / "study"
+    shutil.copytree(quick_study, out)
+    (out / "cells" / "design" / "cuma_gated-s0" / "per_problem.json").unlink()  # to be run again
+    base = out / "cells" / "design" / "base" / "per_problem.json"
+    kept = base.read_bytes()
+    monkeypatch.setattr(study_module, "worker", _killed_worker)
+    capsys.readouterr()
+    assert main(["--quick", "--out", str(out), "--no-progress", "--jobs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "a cell's process was killed" in err and "Run the same command again" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert base.read_bytes() == kept
+
+
 @pytest.mark.slow
 def test_finished_cells_carry_to_another_study_directory_and_are_not_run_again(quick_study, tmp_path, capsys):
     """One study over several machines or sessions: export the finished cells (results only), merge them into

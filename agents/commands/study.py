@@ -229,15 +229,15 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             return fail("study", exc)
         print(f"merged {copied} finished cells from {source} ({present} already finished here)", flush=True)
-    from agents.experiments.study import run_study
+    from agents.experiments.study import CellProcessKilled, run_study
     from agents.experiments.study_report import format_markdown
 
     print(f"output directory: {out}", flush=True)
     try:
         study = run_study(out, plan, jobs=args.jobs, force=args.force, progress=not args.no_progress,
                           log=lambda line: print(line, flush=True))
-    except (DifferentCellError, WorldError) as exc:  # WorldError: drawn worlds the rule replaced too often
-        return fail("study", exc)
+    except (DifferentCellError, WorldError, CellProcessKilled) as exc:  # WorldError: drawn worlds the rule
+        return fail("study", exc)                                        # replaced too often
     print()
     print(format_markdown(study))
     print(f"wrote {out / 'study.json'}, {out / 'study.md'}, {out / 'forest.png'}")

@@ -146,6 +146,17 @@ def build_bases(plan: StudyPlan, log: Callable[[str], None] = print) -> dict[str
     return paths
 
 
+class CellProcessKilled(RuntimeError):
+    """A cell's process ended without a Python error (a signal: most often the kernel's OOM killer)."""
+
+    def __init__(self, finished: int, total: int):
+        super().__init__(
+            f"a cell's process was killed (no Python error: most often the kernel's OOM killer); the {finished} of "
+            f"{total} cells that finished in this run are kept. Run the same command again: finished cells are "
+            "skipped and the others go on from their last checkpoint. Fewer --jobs, or train.micro_batch=N for a "
+            "model world (the loss in parts of N rows; a deviation to declare), lowers the memory cells need at once")
+
+
 def run_study(out: str | Path, plan: StudyPlan, *, jobs: int = 1, force: bool = False, progress: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every cell not finished yet (`jobs` processes), then write study.json, study.md and forest.png.
@@ -189,10 +200,14 @@ def run_study(out: str | Path, plan: StudyPlan, *, jobs: int = 1, force: bool = 
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures.process import BrokenProcessPool
 
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for future in as_completed([pool.submit(worker, *a) for a in args]):
-                    done(future.result())
+            try:
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    for future in as_completed([pool.submit(worker, *a) for a in args]):
+                        done(future.result())
+            except BrokenProcessPool:
+                raise CellProcessKilled(len(results), len(cells)) from None
     finally:
         bar.close()
     order = {c.label: i for i, c in enumerate(cells)}
