@@ -91,6 +91,11 @@ class Config:
         min_votes_count("env.min_votes", self.env.min_votes, voted,
                         "rollout.vote_group_size" if self.rollout.vote_group_size else "rollout.group_size",
                         within_group=True)  # a count above the group would mask every group
+        if self.model.lora_rank and self.model.backend == "vllm" and self.rollout.workers > 1:
+            raise ConfigError("model.lora_rank with vLLM engines on Ray workers is not supported: their weight "
+                              "broadcast sends the learner's parameters by name, adapters unmerged; use "
+                              "rollout.workers=1 (the in-process engine gets merged weights) or the transformers "
+                              "backend")
         if self.rollout.compact_decode and self.model.backend == "vllm":
             raise ConfigError("rollout.compact_decode is for the transformers backend; vLLM already drops finished "
                               "sequences from its batches (set rollout.compact_decode=false)")

@@ -85,6 +85,12 @@ def test_a_lora_run_resumes_into_the_same_run(tiny_base_dir, lora_run, tmp_path)
     assert all(torch.equal(ours[k], straight[k]) for k in straight)
 
 
+def test_lora_with_vllm_engines_on_ray_workers_is_refused():
+    with pytest.raises(ConfigError, match="model.lora_rank with vLLM engines on Ray workers"):
+        load_config(preset="tiny-oracle", overrides=["model.lora_rank=4", "model.backend=vllm", "model.device=cuda",
+                                                     "rollout.workers=2"])
+
+
 @pytest.mark.parametrize("override, message", [
     ("model.lora_rank=-1", "model.lora_rank"),
     ("model.lora_alpha=0", "model.lora_alpha"),
