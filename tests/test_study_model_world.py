@@ -77,3 +77,27 @@ def test_a_model_world_cell_trains_the_config_its_spec_records(tiny_base_dir, tm
     expected = cell_config(cell, budget, world.model, "validation")
     assert trained.to_dict() == expected.to_dict()
     assert trained.train.lr == 3e-6 and trained.env.levels == [1, 2]  # smollm2-oracle's, not tiny-oracle's
+
+
+def test_the_committed_smollm2_cells_are_finished_cells_of_the_protocols_command():
+    """docs/results/smollm2: every committed cell is a finished cell of the command in docs/smollm2-protocol.md
+    (its overrides included), so presets or defaults changed later cannot silently orphan them."""
+    from pathlib import Path
+
+    from agents.cli import build_parser
+    from agents.commands import parse
+    from agents.commands.study import make_plan
+    from agents.experiments.study import different_cells
+    from agents.experiments.study_cells import finished
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results" / "smollm2"
+    args = parse(build_parser(), [
+        "study", "--worlds", str(SMOLLM2_WORLDS), "--arms-file", str(SMOLLM2_WORLDS.parent / "smollm2-contrasts.yaml"),
+        "--arms", "base", "ttrl", "cuma", "cuma_gated", "oracle", "--steps", "30", "--n-per-level", "100",
+        "--protocol", "docs/smollm2-protocol.md", "--out", str(root), "model.num_threads=1", "train.micro_batch=16"])
+    plan = make_plan(args)
+    paths = {"smollm2": "smollm2-135m"}
+    assert different_cells(root, plan, paths) == []
+    done = [c.label for c in plan.cells()
+            if finished(c, root, cell_spec(c, plan.budget, paths[c.world.name], plan.split)) is not None]
+    assert "smollm2/base" in done
