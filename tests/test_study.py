@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
+from study_fakes import fake_cell_results
 
 from agents.experiments.reproduce import Budget
 from agents.experiments.study import StudyPlan, quick_plan, study_budget
@@ -117,24 +117,6 @@ def test_the_grid_runs_the_decomposition_in_the_design_world_only():
 
 
 # --- the analysis on synthetic per-problem results -------------------------------------------------
-def _fake(plan, gains, n=30, seed=0):
-    """Per-problem results as cells write them: arm `a` right with probability base rate + gains[a]."""
-    rng = np.random.default_rng(seed)
-    results = []
-    for cell in plan.cells():
-        levels, per_level = {}, []
-        for lv, rate in zip(range(1, 6), (0.9, 0.8, 0.6, 0.1, 0.0)):
-            correct = (rng.random(n) < rate + gains[cell.arm]).astype(int).tolist()
-            levels[str(lv)] = {"ids": [f"arith-{lv}-{i}" for i in range(n)], "correct": correct,
-                               "answered": [1] * n}
-            per_level.append(sum(correct) / n)
-        samples = 0 if cell.arm == "base" else 120 * 128
-        results.append({"cell": cell.label, "world": cell.world.name, "arm": cell.arm, "seed": cell.seed,
-                        "levels": levels, "per_level": per_level, "mean": sum(per_level) / 5, "collapse": 0.02,
-                        "samples": {"steps": 120, "train": samples, "probe": 0, "total": samples}, "wall_s": 1.0})
-    return results
-
-
 def test_the_analysis_pairs_arms_per_world_and_pools_the_held_out_worlds(tmp_path):
     from agents.experiments.study_analysis import analyse
     from agents.experiments.study_report import format_markdown, plot_forest
@@ -142,7 +124,7 @@ def test_the_analysis_pairs_arms_per_world_and_pools_the_held_out_worlds(tmp_pat
     worlds = tuple(load_worlds())[:4]
     plan = StudyPlan(worlds, ("base", "ttrl", "ttrl_novote", "cuma_gated"), study_budget(), n_boot=500)
     gains = {"base": 0.0, "ttrl": 0.0, "ttrl_novote": 0.05, "cuma_gated": 0.3}
-    analysis = analyse(plan.worlds, _fake(plan, gains), n_boot=500)
+    analysis = analyse(plan.worlds, fake_cell_results(plan, gains), n_boot=500)
     design = analysis["worlds"]["design"]
     gated, base = design["arms"]["cuma_gated"], design["arms"]["base"]
     assert gated["n_seeds"] == 5 and base["n_seeds"] == 1 and gated["samples"]["train"] == 15360
@@ -211,83 +193,6 @@ def test_a_dry_run_lists_the_grid_and_trains_nothing(tmp_path, capsys):
     assert f"{len(cells)} cells" in out and f"design (design): {design} cells" in out and "(published)" in out
     assert "seed1 (held_out)" in out and "15360 training completions" in out
     assert not (tmp_path / "x").exists()
-
-
-# --- arms from a file ------------------------------------------------------------------------------
-MINE = {"name": "mine", "method": "cuma_gated", "overrides": ["curriculum.schedule=uniform", "curriculum.options={}"],
-        "votes": "never", "description": "the gated mask and probes, levels uniform"}
-MINE_CONTRAST = {"a": "cuma_gated", "b": "mine", "why": "what the curriculum adds", "hypothesis": "H7"}
-
-
-def arms_file(path, arms=(MINE,), contrasts=(MINE_CONTRAST,)):
-    import yaml
-
-    path.write_text(yaml.safe_dump({"arms": list(arms), "contrasts": list(contrasts)}))
-    return path
-
-
-def test_an_arms_file_joins_the_shipped_arms_and_its_cells_record_the_whole_arm(tmp_path):
-    from agents.experiments.study_analysis import analyse
-    from agents.experiments.study_arms_file import load_arms_file
-    from agents.experiments.study_cells import cell_spec
-
-    table = load_arms_file(arms_file(tmp_path / "arms.yaml"))
-    assert table.order == (*ARM_ORDER, "mine") and table.arm("mine").overrides == tuple(MINE["overrides"])
-    worlds = tuple(load_worlds())[:2]
-    plan = StudyPlan(worlds, ("mine", "base", "cuma_gated"), study_budget(), table=table)
-    assert plan.arms == ("base", "cuma_gated", "mine") and plan.to_dict()["arms_file"]["arms"][0] == MINE | {
-        "design_only": False}
-    (mine,) = [c for c in plan.cells() if c.arm == "mine" and c.seed == 0 and c.world.role == "design"]
-    config = cell_config(mine, plan.budget, "tiny")
-    assert (config.curriculum.schedule, config.env.min_votes) == ("uniform", 0.75)  # cuma_gated's mask
-    spec = cell_spec(mine, plan.budget, "tiny", "test")
-    assert spec["arm_spec"] == table.arm("mine").to_dict() and spec["method"] == "cuma_gated"
-    shipped = Cell(worlds[0], "cuma_gated", 0)
-    assert "arm_spec" not in cell_spec(shipped, plan.budget, "tiny", "test")  # shipped arms' specs unchanged
-    changed = load_arms_file(arms_file(tmp_path / "b.yaml", [MINE | {"description": "another"}], []))
-    assert cell_spec(Cell(worlds[0], "mine", 0, changed.arm("mine")), plan.budget, "tiny", "test") != spec
-    analysis = analyse(plan.worlds, _fake(plan, {"base": 0.0, "cuma_gated": 0.3, "mine": 0.1}, n=10), n_boot=200,
-                       table=table)
-    assert {"mine - base", "cuma_gated - mine"} <= {c["name"] for c in analysis["contrasts"]}
-    assert "H7" in {h["hypothesis"] for h in analysis["hypotheses"]}
-    assert list(analysis["worlds"]["design"]["arms"]) == ["base", "cuma_gated", "mine"]
-
-
-@pytest.mark.parametrize("arms,contrasts,message", [
-    ([MINE | {"name": "ttrl"}], [], "arm 'ttrl' is a shipped arm; give yours another name"),
-    ([MINE | {"method": "cuma_fancy"}], [], "arm 'mine': unknown method 'cuma_fancy'; choose from base, ttrl"),
-    ([MINE | {"overides": []}], [], "arm 1: unknown key 'overides'; did you mean 'overrides'?"),
-    ([{"name": "mine"}], [], "arm 1: missing 'method'"),
-    (["mine"], [], "arm 1: expected a mapping with name, method"),
-    ([MINE | {"overrides": ["lr 3e-5"]}], [], "overrides must be a list of 'key=value' strings"),
-    ([MINE | {"votes": "some"}], [], "votes must be one of one, never, -"),
-    ([MINE | {"name": "my arm"}], [], "name must be letters, digits"),
-    ([MINE, MINE], [], "arm 'mine' is defined twice"),
-    ([MINE], [MINE_CONTRAST | {"b": "yours"}], "contrast 'cuma_gated - yours': unknown arm 'yours'"),
-    ([MINE], [MINE_CONTRAST | {"hypothesis": "H1"}], "hypothesis 'H1' is taken"),
-    ([MINE], [{"a": "cuma_gated", "b": "base"}], "contrast 'cuma_gated - base' is a shipped contrast already"),
-    ([], [], "'arms' must be a list of arms (empty only when the file adds contrasts)"),
-])
-def test_a_bad_arms_file_is_one_line_naming_the_fix(tmp_path, capsys, arms, contrasts, message):
-    from agents.commands.study import main
-    from agents.experiments.study_arms_file import ArmsFileError, load_arms_file
-
-    path = arms_file(tmp_path / "arms.yaml", arms, contrasts)
-    with pytest.raises(ArmsFileError) as info:
-        load_arms_file(path)
-    assert message in str(info.value) and "\n" not in str(info.value) and str(info.value).startswith(str(path))
-    assert main(["--quick", "--arms-file", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
-
-
-def test_an_arms_file_arm_with_a_bad_override_is_named(tmp_path, capsys):
-    from agents.commands.study import main
-
-    path = arms_file(tmp_path / "arms.yaml", [MINE | {"overrides": ["train.nope=1"]}], [])
-    assert main(["--quick", "--arms-file", str(path), "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert f"arm 'mine' of {path}: " in err and "unknown key" in err
 
 
 def test_the_committed_study_cells_are_still_finished_cells_of_the_shipped_arms():
@@ -456,47 +361,3 @@ def test_a_world_in_no_shipped_file_is_built_by_the_base_cache_and_evaluated(tmp
     assert study["bases"]["mine"]["path"] == str(base_path(config))
     spec = json.loads((out / "cells" / "mine" / "base" / "cell.json").read_text())
     assert spec["config"]["model"]["path"] == str(base_path(config)) and os.path.isdir(spec["config"]["model"]["path"])
-
-
-@pytest.mark.slow
-def test_a_quick_study_runs_an_arm_of_an_arms_file_and_refuses_a_changed_file(quick_study, tmp_path, capsys):
-    """`--arms-file FILE --arms base mine`: study.json names `mine`; the same --out with the arm changed in the
-    file is refused (one line) before anything runs. The base cell comes from the quick study (--merge)."""
-    from agents.commands.study import main
-
-    path, out = arms_file(tmp_path / "arms.yaml", contrasts=()), tmp_path / "out"
-    assert main(["--quick", "--arms-file", str(path), "--arms", "base", "mine", "--out", str(out),
-                 "--merge", str(quick_study), "--no-progress"]) == 0
-    study = json.loads((out / "study.json").read_text())
-    assert study["plan"]["arms"] == ["base", "mine"] and study["plan"]["arms_file"]["arms"][0]["name"] == "mine"
-    assert [c["cell"] for c in study["cells"]] == ["design/base", "design/mine-s0"]
-    assert "mine - base" in study["analysis"]["worlds"]["design"]["contrasts"]
-    assert json.loads((out / "cells" / "design" / "mine-s0" / "cell.json").read_text())["arm_spec"]["overrides"] == \
-        MINE["overrides"]
-    assert "- `mine` (method `cuma_gated`" in (out / "study.md").read_text()
-    capsys.readouterr()
-    arms_file(path, [MINE | {"overrides": [*MINE["overrides"], "curriculum.probe=false"]}], [])
-    assert main(["--quick", "--arms-file", str(path), "--arms", "base", "mine", "--out", str(out),
-                 "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "mine-s0 holds a cell with a different configuration" in err and len(err.strip().splitlines()) == 1
-
-
-def test_an_arms_file_may_add_contrasts_alone(tmp_path):
-    """A protocol about shipped arms (docs/smollm2-protocol.md) brings its hypotheses without new arms."""
-    from agents.experiments.study_arms_file import load_arms_file
-
-    path = arms_file(tmp_path / "contrasts.yaml", [], [{"a": "ttrl", "b": "base", "why": "TTRL's gain",
-                                                         "hypothesis": "S1"}])
-    table = load_arms_file(path)
-    assert table.added == () and [c.hypothesis for c in table.added_contrasts] == ["S1"]
-
-
-def test_a_shipped_pair_with_a_hypothesis_of_ones_own_replaces_the_shipped_entry(tmp_path):
-    from agents.experiments.study_arms_file import load_arms_file
-
-    path = arms_file(tmp_path / "contrasts.yaml", [], [{"a": "cuma", "b": "ttrl", "why": "mine", "hypothesis": "S2"}])
-    contrasts = {c.name: c for c in load_arms_file(path).contrasts}
-    assert contrasts["cuma - ttrl"].hypothesis == "S2" and contrasts["cuma - ttrl"].why == "mine"
-    assert sum(c.name == "cuma - ttrl" for c in load_arms_file(path).contrasts) == 1
-    assert contrasts["cuma_gated - base"].hypothesis == "H1"
