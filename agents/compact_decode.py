@@ -85,7 +85,6 @@ def compact_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.
     live = torch.arange(rows, device=input_ids.device)      # the input rows still writing, in batch order
     mask = attention_mask.to(torch.long)
     current = input_ids[:, -1:]                               # the token each live row feeds next
-    history = input_ids                                       # the warpers' view (none of HF's reads it)
     steps = 0
     while steps < budget and len(live):
         positions = (mask.sum(-1, keepdim=True) - 1).clamp_min(0)
@@ -93,7 +92,7 @@ def compact_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.
                        **{cache_keyword: cache}, **extra).logits[:, -1].to(copy=True, dtype=torch.float32)
         if do_sample:
             for warp in warpers:
-                logits = warp(history, logits)
+                logits = warp(current, logits)  # HF's warpers take the ids but read only the scores
             tokens = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
         else:
             tokens = torch.argmax(logits, dim=-1)
@@ -106,5 +105,4 @@ def compact_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.
             live, tokens, mask = live[index], tokens[index], mask[index]
         mask = torch.cat([mask, mask.new_ones((len(live), 1))], 1)
         current = tokens[:, None]
-        history = current
     return torch.cat([input_ids, new[:, :steps]], 1)
