@@ -101,3 +101,35 @@ def test_the_committed_smollm2_cells_are_finished_cells_of_the_protocols_command
     done = [c.label for c in plan.cells()
             if finished(c, root, cell_spec(c, plan.budget, paths[c.world.name], plan.split)) is not None]
     assert "smollm2/base" in done
+
+
+def test_a_one_world_study_decides_on_its_world_interval_and_shows_each_seed(tmp_path):
+    """docs/smollm2-protocol.md: one world, two seeds. The verdicts read the world's own t-interval (a pool of
+    one world is that world), each hypothesis' contrast is printed seed by seed, and a contrast whose seeds
+    differ in sign is named as such in study.md."""
+    from study_fakes import fake_cell_results
+
+    from agents.experiments.study import StudyPlan, study_budget
+    from agents.experiments.study_analysis import analyse
+    from agents.experiments.study_arms_file import load_arms_file
+    from agents.experiments.study_report import format_markdown
+
+    table = load_arms_file(SHIPPED.parent / "smollm2-contrasts.yaml")
+    plan = StudyPlan(tuple(load_worlds(SMOLLM2_WORLDS)), ("base", "ttrl", "cuma"), study_budget(), table=table)
+    up = fake_cell_results(plan, {"base": 0.0, "ttrl": 0.0, "cuma": 0.3}, n=40, seed=1)
+    down = fake_cell_results(plan, {"base": 0.0, "ttrl": 0.3, "cuma": 0.0}, n=40, seed=1)
+    results = [r for r in up if r["seed"] != 1] + [r for r in down if r["seed"] == 1 and r["arm"] != "base"]
+    analysis = analyse(plan.worlds, results, n_boot=200, table=table)
+    world = analysis["worlds"]["smollm2"]["contrasts"]
+    s2 = world["cuma - ttrl"]
+    assert s2["seeds"] == [0, 1] and s2["per_seed"][0] > 0.1 and s2["per_seed"][1] < -0.1
+    assert abs(sum(s2["per_seed"]) / 2 - s2["estimate"]) < 1e-3
+    rows = {h["hypothesis"]: h for h in analysis["hypotheses"]}
+    assert rows["S2"]["interval"] == analysis["pooled"]["held_out"]["cuma - ttrl"] and rows["S2"]["interval"][
+        "estimate"] == s2["estimate"] and rows["S2"]["interval"]["low"] == s2["low"]
+    assert rows["S2"]["seeds_disagree_in"] == ["smollm2"] and rows["S2"]["verdict"] == "undecided"
+    assert world["ttrl - base"]["seeds"] == [0, 1]  # the base's one row pairs with each seed
+    study = {"analysis": analysis, "plan": plan.to_dict(),
+             "protocol": {"file": "docs/smollm2-protocol.md", "commit": "abc", "modified_since": False}}
+    md = format_markdown(study)
+    assert "`cuma - ttrl` s0 +" in md and "(signs differ)" in md and "| smollm2 |" in md

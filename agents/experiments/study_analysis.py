@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.experiments.bootstrap import B_DEFAULT, RNG_SEED, pooled_bootstrap_interval
+from agents.experiments.bootstrap import B_DEFAULT, RNG_SEED, level_mean, paired_difference, pooled_bootstrap_interval
 from agents.experiments.intervals import POOLED_METHOD, WORLD_METHOD, pooled_t_interval, world_t_interval
 from agents.experiments.study_arms import SHIPPED_TABLE, ArmTable
 
@@ -68,6 +68,28 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ma, mb, levels
 
 
+def paired_seeds(a, b) -> list[int]:
+    """The seeds `_pair` keeps: the common ones, or the seeded arm's where the other has one row (the base)."""
+    (sa, *_), (sb, *_) = a, b
+    if len(sa) > 1 and len(sb) > 1:
+        return sorted(set(sa) & set(sb))
+    return list(sa if len(sa) >= len(sb) else sb)
+
+
+def per_seed_differences(a, b) -> dict[str, list]:
+    """The contrast seed by seed (the same metric as the estimate, on one seed's rows): with 2-3 seeds the
+    seed variance is estimated poorly, and a sign that differs between seeds says so plainly."""
+    ma, mb, levels = _pair(a, b)
+    d = paired_difference(ma, mb)
+    return {"seeds": paired_seeds(a, b), "per_seed": [round(level_mean(row[None], levels), 4) for row in d]}
+
+
+def seeds_disagree(ci: Mapping[str, Any]) -> bool:
+    """Some seed's difference is above 0 and another's below."""
+    values = ci.get("per_seed", [])
+    return any(v > 0 for v in values) and any(v < 0 for v in values)
+
+
 def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEFAULT,
             table: ArmTable = SHIPPED_TABLE) -> dict[str, Any]:
     """{"worlds": {name: {"role", "arms": {arm: summary}, "contrasts": {name: interval}}},
@@ -95,7 +117,9 @@ def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEF
         for c in contrasts:
             if c.a in arms and c.b in arms:
                 ma, mb, levels = _pair(matrices[world.name][c.a], matrices[world.name][c.b])
-                entry["contrasts"][c.name] = world_t_interval(ma, mb, levels).to_dict()
+                entry["contrasts"][c.name] = (world_t_interval(ma, mb, levels).to_dict()
+                                              | per_seed_differences(matrices[world.name][c.a],
+                                                                     matrices[world.name][c.b]))
         out["worlds"][world.name] = entry
     for pool, member in POOLS.items():
         chosen = [w for w in worlds if member(w)]
@@ -121,7 +145,8 @@ def _verdict(ci: Mapping[str, Any] | None) -> str:
 def verdicts(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The protocol's decision rule: a hypothesis (a > b) is supported when the pooled 95% interval over the
     held-out worlds lies above 0, contradicted when it lies below 0, and undecided otherwise; with the same
-    rule over the never-read worlds (the sensitivity check) and the held-out worlds where the estimate is < 0.
+    rule over the never-read worlds (the sensitivity check), the held-out worlds where the estimate is < 0, and
+    those where the seeds' differences differ in sign.
     The intervals are `pooled`'s; the same rule on `pooled_percentile_bootstrap` (the study's first method)
     is recorded beside (`*_percentile_bootstrap`), and decides nothing."""
     rows = []
@@ -133,9 +158,11 @@ def verdicts(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
         unread = analysis["pooled"].get("held_out_unread", {}).get(c["name"])
         negative = [w for w, e in analysis["worlds"].items() if e["role"] == "held_out"
                     and e["contrasts"].get(c["name"], {"estimate": 0.0})["estimate"] < 0]
+        disagree = [w for w, e in analysis["worlds"].items() if e["role"] == "held_out"
+                    and seeds_disagree(e["contrasts"].get(c["name"], {}))]
         row = {"hypothesis": c["hypothesis"], "contrast": c["name"], "why": c["why"], "interval": ci,
                "verdict": _verdict(ci), "interval_unread": unread, "verdict_unread": _verdict(unread),
-               "negative_in": negative}
+               "negative_in": negative, "seeds_disagree_in": disagree}
         if old:
             for key, pool in (("", "held_out"), ("_unread", "held_out_unread")):
                 boot = old.get(pool, {}).get(c["name"])
@@ -157,4 +184,5 @@ def headline(rows: Sequence[Mapping[str, Any]]) -> str:
     return "made, not robust: H1 and H2 supported, but not both over the never-read worlds alone"
 
 
-__all__ = ["POOLS", "analyse", "arm_matrix", "headline", "summarize_arm", "verdicts"]
+__all__ = ["POOLS", "analyse", "arm_matrix", "headline", "paired_seeds", "per_seed_differences", "seeds_disagree",
+           "summarize_arm", "verdicts"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agents.experiments.study_analysis import seeds_disagree
 from agents.experiments.study_arms import ArmTable
 
 PROTOCOL = "docs/study-protocol.md"
@@ -56,7 +57,15 @@ def intervals_text(analysis: Mapping[str, Any]) -> str:
             "worlds, the t-interval over the worlds' estimates with k-1 df (worlds a random effect). The verdicts "
             "read these. Beside them, the study's first method: "
             f"{methods['pooled_percentile_bootstrap']} (table `Pooled`), which decides nothing. Why the methods "
-            f"changed, and their measured coverage: `{REANALYSIS}`. Bold: the interval excludes 0.")
+            f"changed, and their measured coverage: `{REANALYSIS}`.{_one_world(analysis)} Bold: the interval "
+            "excludes 0.")
+
+
+def _one_world(analysis: Mapping[str, Any]) -> str:
+    if len(analysis["worlds"]) != 1:
+        return ""
+    return (" One world here: a pooled figure is that world's own t-interval, and the percentile bootstrap beside "
+            "it resamples that world's seeds and problems (within levels).")
 
 
 def _pooled_table(analysis: Mapping[str, Any], pools: list[str]) -> list[str]:
@@ -73,6 +82,20 @@ def _pooled_table(analysis: Mapping[str, Any], pools: list[str]) -> list[str]:
         if any(cells):
             out.append(f"| `{c['name']}` | " + " | ".join(cells) + " |")
     return out
+
+
+def _seed_by_seed(ci: Mapping[str, Any]) -> str:
+    seeds = ", ".join(f"s{s} {v:+.3f}" for s, v in zip(ci["seeds"], ci["per_seed"]))
+    return seeds + (" (signs differ)" if seeds_disagree(ci) else "")
+
+
+def _per_seed_lines(world: Mapping[str, Any], names: list[str]) -> list[str]:
+    """The hypotheses' contrasts seed by seed in this world (with 2-3 seeds their variance is a guess)."""
+    rows = [(n, world["contrasts"][n]) for n in names if "per_seed" in world["contrasts"].get(n, {})]
+    if not rows:
+        return []
+    return ["", "Hypotheses' contrasts seed by seed: " + "; ".join(f"`{n}` {_seed_by_seed(ci)}" for n, ci in rows)
+            + "."]
 
 
 def budget_text(plan: Mapping[str, Any]) -> str:
@@ -103,14 +126,14 @@ def format_markdown(study: Mapping[str, Any]) -> str:
     out += ["## Hypotheses (decision rule: pooled over the held-out worlds, the 95% interval above 0)", "",
             f"Headline claim (H1 and H2): **{analysis['headline']}**.", "",
             ("| hypothesis | contrast | pooled held-out | verdict | pooled, never read | verdict | estimate < 0 in "
-             "| percentile bootstrap: held-out, never read |"),
-            "|---|---|---|---|---|---|---|---|"]
+             "| seeds differ in sign in | percentile bootstrap: held-out, never read |"),
+            "|---|---|---|---|---|---|---|---|---|"]
     for h in analysis["hypotheses"]:
         boot = " ; ".join(f"{_ci(h.get(f'interval{k}_percentile_bootstrap'))} {h[f'verdict{k}_percentile_bootstrap']}"
                           for k in ("", "_unread")) if "verdict_percentile_bootstrap" in h else ""
         out.append(f"| {h['hypothesis']} | `{h['contrast']}`: {h['why']} | {_ci(h['interval'])} | {h['verdict']} "
                    f"| {_ci(h['interval_unread'])} | {h['verdict_unread']} | {', '.join(h['negative_in']) or '-'} "
-                   f"| {boot} |")
+                   f"| {', '.join(h.get('seeds_disagree_in', [])) or '-'} | {boot} |")
     out += ["", "## Contrasts (difference in mean greedy pass@1, 95% CI)", ""]
     pools = [p for p in ("held_out", "held_out_unread") if analysis["pooled"].get(p)]
     head = ["contrast", *[f"{w} ({analysis['worlds'][w]['role']})" for w in worlds],
@@ -139,6 +162,7 @@ def format_markdown(study: Mapping[str, Any]) -> str:
             out.append(f"| {arm} | {s['n_seeds']} | {' | '.join(levels)} | {s['mean']:.3f} ± {s['mean_sd']:.3f} "
                        f"| {vs} | {answered} | {s['samples'].get('steps', '')} | {s['samples']['train']} "
                        f"| {s['samples']['probe']} | {s['wall_s']:.0f} |")
+        out += _per_seed_lines(world, [h["contrast"] for h in analysis["hypotheses"]])
         if any(s.get("matches_trainer_eval") is False for s in world["arms"].values()):
             out.append("\nWARNING: a cell's per-problem greedy accuracy differs from its trainer's final evaluation.")
     out += ["", "## Arms", ""]
