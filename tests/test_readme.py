@@ -55,3 +55,22 @@ def test_paths_named_in_readme_and_docs_exist():
     assert len(named) >= 20
     missing = sorted((where, p) for where, p in named if not glob.glob(str(REPO / p)))
     assert not missing, missing
+
+
+CLAIM_ROW = re.compile(r"^\| (H\d+|S\d+) .*\| ([+-]\d\.\d{3}) \[([+-]\d\.\d{3}), ([+-]\d\.\d{3})\] \| (\w+) \|$", re.M)
+STUDIES = {"H": "docs/results/study/study.json", "S": "docs/results/smollm2/study.json"}
+
+
+def test_the_readme_claims_are_the_committed_studies_numbers():
+    """Each row of the README's claims tables (H1-H6: the tiny study; S1-S3: SmolLM2) is its study.json's
+    hypothesis: estimate, interval and verdict as committed, rounded to three decimals."""
+    import json
+
+    rows = CLAIM_ROW.findall((REPO / "README.md").read_text())
+    assert len(rows) >= 6, "the claims tables were not found"
+    for hypothesis, estimate, low, high, verdict in rows:
+        study = json.loads((REPO / STUDIES[hypothesis[0]]).read_text())
+        (h,) = [h for h in study["analysis"]["hypotheses"] if h["hypothesis"] == hypothesis]
+        ci = h["interval"]
+        assert [f"{ci[k]:+.3f}" for k in ("estimate", "low", "high")] == [estimate, low, high], hypothesis
+        assert h["verdict"] == verdict, hypothesis
