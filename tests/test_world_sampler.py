@@ -207,3 +207,29 @@ def test_the_rule_measures_the_published_base_as_the_study_base_arm_does_once(tm
     plan = json.loads((study / "study.json").read_text())["plan"]
     assert plan["drawn"]["distribution"] == str(keep) and plan["drawn"]["checked"] and plan["drawn"]["replaced"] == []
     assert plan["worlds"][0]["drawn"]["check"] == check and cached.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_drawn_bases_built_two_at_a_time_give_the_serial_draws_verdicts(tmp_path, monkeypatch, capsys):
+    """`--jobs 2` with `--write-worlds`: the uncached bases are built and measured in two processes first, then
+    the rule reads them in draw order: the written worlds, their checks and weights are the serial run's (each
+    run in a fresh cache). Bases of a few optimizer steps, so that the test takes seconds per base."""
+    from agents.commands.study import main
+
+    small = {"hidden_size": 16, "intermediate_size": 32, "num_layers": 1}
+    data = {"name": "small", "draw_seed": 5, "fields": {"seed": {"integer": [1, 999]}, "steps": {"choice": [3]},
+                                                        "warmup_steps": {"choice": [1]},
+                                                        "architecture": {"choice": [small]}},
+            "replace": {"n_per_level": 4, "levels": [1], "too_weak_below": 0.0, "too_strong_above": 1.0}}
+    dist = _write(tmp_path / "small.yaml", data)
+    written = {}
+    for jobs in (2, 1):
+        monkeypatch.setenv("CUMA_CACHE_DIR", str(tmp_path / f"cache{jobs}"))
+        out = tmp_path / f"drawn{jobs}.yaml"
+        assert main(["--worlds", f"sampled:3:{dist}", "--write-worlds", str(out), "--jobs", str(jobs),
+                     "--no-progress"]) == 0
+        log = capsys.readouterr().out
+        assert ("built and measured the base of draw03 (" in log) == (jobs == 2)
+        worlds, record = load_world_file(out)
+        written[jobs] = ([(w.name, w.base, w.drawn) for w in worlds], record)
+    assert written[2] == written[1] and len(written[1][0]) == 3 and written[1][1]["checked"]

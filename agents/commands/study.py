@@ -68,7 +68,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="the evaluation split: validation while tuning (test is then never read), test (default)")
     parser.add_argument("--bootstrap", type=int, default=None, metavar="B", help="bootstrap replicates (default 2000)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output directory (default runs/study-<time>)")
-    parser.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cells (and drawn worlds' bases) run at once, one process each (default 1)")
     parser.add_argument("--force", action="store_true",
                         help="replace cell directories under --out that hold another configuration (default: refuse)")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="DIR", default=[],
@@ -169,7 +170,8 @@ def write_worlds(args: argparse.Namespace, plan) -> int:
     try:
         check_out_file(args.write_worlds)
         if not args.dry_run:
-            plan = resolve_plan(plan, lambda line: print(line, flush=True), progress=not args.no_progress)
+            plan = resolve_plan(plan, lambda line: print(line, flush=True), progress=not args.no_progress,
+                                jobs=args.jobs)
     except (OSError, WorldError) as exc:
         return fail("study", exc)
     write_world_file(args.write_worlds, plan.worlds, plan.drawn)

@@ -175,7 +175,7 @@ def run_study(out: str | Path, plan: StudyPlan, *, jobs: int = 1, force: bool = 
     if plan.sampled is not None:  # drawn worlds: each base built and checked, the rule's rejects replaced
         from agents.experiments.world_sampler import resolve_plan
 
-        plan = resolve_plan(plan, log, progress)
+        plan = resolve_plan(plan, log, progress, jobs=jobs)
     paths = build_bases(plan, log)
     different = different_cells(out, plan, paths)
     if different and not force:

@@ -311,13 +311,20 @@ def cached_measure(rule: ReplacementRule) -> Callable[[World], dict[str, Any] | 
     return lambda world: measure_base(world, rule, build=False)
 
 
-def resolve_plan(plan, log: Callable[[str], None] = print, progress: bool = True):
+def resolve_plan(plan, log: Callable[[str], None] = print, progress: bool = True, jobs: int = 1):
     """A plan (`agents.experiments.study.StudyPlan`) whose drawn worlds are checked: each draw's base built
-    (cached), measured on validation, and replaced by the next draw where the rule says so."""
+    (cached), measured on validation, and replaced by the next draw where the rule says so. `jobs` > 1: the
+    bases are built `jobs` at a time first (`world_builds.prebuild`: the first N draws, then, where a draw is
+    replaced, the next `jobs` draws at once); the rule's verdicts are the same."""
+    from agents.experiments.world_builds import prebuild
+
     sampled: Sampled = plan.sampled
-    rule = sampled.distribution.rule
+    dist, rule = sampled.distribution, sampled.distribution.rule
+    prebuild([draw_world(dist, i) for i in range(1, sampled.n + 1)], rule, jobs=jobs, log=log)
 
     def measure(world: World) -> dict[str, Any]:
+        index = world.drawn["index"]
+        prebuild([draw_world(dist, i) for i in range(index, index + jobs)], rule, jobs=jobs, log=log)
         measured = measure_base(world, rule, build=True, progress=progress, log=log)
         reason = rule.verdict(measured)
         verdict = f"replaced, {reason}" if reason else f"kept, score {rule.score(measured):.3f}"
