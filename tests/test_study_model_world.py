@@ -119,6 +119,10 @@ def test_a_one_world_study_decides_on_its_world_interval_and_shows_each_seed(tmp
     up = fake_cell_results(plan, {"base": 0.0, "ttrl": 0.0, "cuma": 0.3}, n=40, seed=1)
     down = fake_cell_results(plan, {"base": 0.0, "ttrl": 0.3, "cuma": 0.0}, n=40, seed=1)
     results = [r for r in up if r["seed"] != 1] + [r for r in down if r["seed"] == 1 and r["arm"] != "base"]
+    for r in results:  # the SmolLM2 world evaluates levels 1-2 only
+        r["levels"] = {k: v for k, v in r["levels"].items() if k in ("1", "2")}
+        r["per_level"] = r["per_level"][:2]
+        r["mean"] = sum(r["per_level"]) / 2
     analysis = analyse(plan.worlds, results, n_boot=200, table=table)
     world = analysis["worlds"]["smollm2"]["contrasts"]
     s2 = world["cuma - ttrl"]
@@ -133,3 +137,4 @@ def test_a_one_world_study_decides_on_its_world_interval_and_shows_each_seed(tmp
              "protocol": {"file": "docs/smollm2-protocol.md", "commit": "abc", "modified_since": False}}
     md = format_markdown(study)
     assert "`cuma - ttrl` s0 +" in md and "(signs differ)" in md and "| smollm2 |" in md
+    assert "| arm | seeds | L1 | L2 | mean ± sd | vs base [95% CI] | greedy answers L1 / L2 |" in md

@@ -42,6 +42,7 @@ def summarize_arm(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     means = [r["mean"] for r in rows]
     answered = [[sum(v["answered"]) / len(v["answered"]) for v in r["levels"].values()] for r in rows]
     entry = {"n_seeds": len(rows), "seeds": [r["seed"] for r in rows],
+             "levels": [int(lv) for lv in rows[0]["levels"]],
              "per_level": [round(statistics.fmean(v), 4) for v in zip(*(r["per_level"] for r in rows))],
              "mean": round(statistics.fmean(means), 4), "seed_means": [round(m, 4) for m in means],
              "mean_sd": round(statistics.stdev(means), 4) if len(means) > 1 else 0.0,

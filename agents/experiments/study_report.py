@@ -84,6 +84,25 @@ def _pooled_table(analysis: Mapping[str, Any], pools: list[str]) -> list[str]:
     return out
 
 
+def _arms_table(world: Mapping[str, Any]) -> list[str]:
+    """Per arm: greedy pass@1 per evaluated level, its mean, the gain over the base, the share of greedy answers
+    on the hardest levels (levels 4-5 where evaluated: where the bases leave questions unanswered), the budget."""
+    first = next(iter(world["arms"].values()))
+    levels = first.get("levels") or list(range(1, len(first["per_level"]) + 1))  # a study from before the key
+    shown = [i for i, lv in enumerate(levels) if lv >= 4] or list(range(len(levels)))
+    answers = " / ".join(f"L{levels[i]}" for i in shown)
+    head = ["arm", "seeds", *[f"L{lv}" for lv in levels], "mean ± sd", "vs base [95% CI]", f"greedy answers {answers}",
+            "steps", "train samples", "probe samples", "wall s"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm, s in world["arms"].items():
+        vs = "" if arm == "base" else _ci(world["contrasts"].get(f"{arm} - base"))
+        answered = " / ".join(f"{s['answered_per_level'][i]:.2f}" for i in shown)
+        out.append(f"| {arm} | {s['n_seeds']} | {' | '.join(f'{v:.2f}' for v in s['per_level'])} "
+                   f"| {s['mean']:.3f} ± {s['mean_sd']:.3f} | {vs} | {answered} | {s['samples'].get('steps', '')} "
+                   f"| {s['samples']['train']} | {s['samples']['probe']} | {s['wall_s']:.0f} |")
+    return out
+
+
 def _seed_by_seed(ci: Mapping[str, Any]) -> str:
     seeds = ", ".join(f"s{s} {v:+.3f}" for s, v in zip(ci["seeds"], ci["per_seed"]))
     return seeds + (" (signs differ)" if seeds_disagree(ci) else "")
@@ -150,18 +169,8 @@ def format_markdown(study: Mapping[str, Any]) -> str:
         sha = f"; base weights `{base['weights_sha256'][:16]}` ({base.get('source')})" if base.get("weights_sha256") \
             else ""
         read = ", a variant read while designing" if world["read_before"] else ""
-        out += ["", f"## World `{name}` ({world['role']}{read})",
-                "", f"{world['description']}{sha}", "",
-                ("| arm | seeds | L1 | L2 | L3 | L4 | L5 | mean ± sd | vs base [95% CI] | greedy answers L4 / L5 "
-                 "| steps | train samples | probe samples | wall s |"), "|" + "---|" * 14]
-        for arm, s in world["arms"].items():
-            levels = [f"{v:.2f}" for v in s["per_level"]] + [""] * (5 - len(s["per_level"]))
-            vs = "" if arm == "base" else _ci(world["contrasts"].get(f"{arm} - base"))
-            ans = s["answered_per_level"]
-            answered = f"{ans[3]:.2f} / {ans[4]:.2f}" if len(ans) == 5 else ""
-            out.append(f"| {arm} | {s['n_seeds']} | {' | '.join(levels)} | {s['mean']:.3f} ± {s['mean_sd']:.3f} "
-                       f"| {vs} | {answered} | {s['samples'].get('steps', '')} | {s['samples']['train']} "
-                       f"| {s['samples']['probe']} | {s['wall_s']:.0f} |")
+        out += ["", f"## World `{name}` ({world['role']}{read})", "", f"{world['description']}{sha}", "",
+                *_arms_table(world)]
         out += _per_seed_lines(world, [h["contrast"] for h in analysis["hypotheses"]])
         if any(s.get("matches_trainer_eval") is False for s in world["arms"].values()):
             out.append("\nWARNING: a cell's per-problem greedy accuracy differs from its trainer's final evaluation.")
