@@ -281,10 +281,7 @@ def _same_config(run_dir: Path, config) -> bool:
 
 def _worker(method: str, seed: int, budget: Budget, runs_dir: str, force: bool) -> dict[str, Any]:
     """Entry point of a `--jobs` worker process (one thread, like the main process)."""
-    import torch
-
-    torch.set_num_threads(1)
-    _quiet_transformers()
+    start_worker()
     return asdict(run_method(method, seed, budget, runs_dir, force=force))
 
 
@@ -354,6 +351,15 @@ def _ensure_base(budget: Budget) -> dict[str, Any]:
         return {"path": path}
     meta = read_metadata(built)
     return {"path": path, "weights_sha256": meta.get("weights_sha256"), "source": meta.get("source", "trained")}
+
+
+def start_worker() -> None:
+    """What a `--jobs` worker process (reproduce's methods, a study's cells, drawn bases) sets first: one torch
+    thread, like the main process (two processes of two threads thrash two cores), and quiet model loads."""
+    import torch
+
+    torch.set_num_threads(1)
+    _quiet_transformers()
 
 
 def _quiet_transformers() -> None:

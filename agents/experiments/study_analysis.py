@@ -77,12 +77,11 @@ def paired_seeds(a, b) -> list[int]:
     return list(sa if len(sa) >= len(sb) else sb)
 
 
-def per_seed_differences(a, b) -> dict[str, list]:
-    """The contrast seed by seed (the same metric as the estimate, on one seed's rows): with 2-3 seeds the
-    seed variance is estimated poorly, and a sign that differs between seeds says so plainly."""
-    ma, mb, levels = _pair(a, b)
+def per_seed_differences(ma, mb, levels, seeds: list[int]) -> dict[str, list]:
+    """The contrast seed by seed (the same metric as the estimate, on one seed's rows of `_pair`'s matrices):
+    with 2-3 seeds the seed variance is estimated poorly, and a sign that differs between seeds says so plainly."""
     d = paired_difference(ma, mb)
-    return {"seeds": paired_seeds(a, b), "per_seed": [round(level_mean(row[None], levels), 4) for row in d]}
+    return {"seeds": seeds, "per_seed": [round(level_mean(row[None], levels), 4) for row in d]}
 
 
 def seeds_disagree(ci: Mapping[str, Any]) -> bool:
@@ -117,10 +116,10 @@ def analyse(worlds, results: Sequence[Mapping[str, Any]], *, n_boot: int = B_DEF
                  "arms": {a: summarize_arm(arms[a]) for a in table.order if a in arms}, "contrasts": {}}
         for c in contrasts:
             if c.a in arms and c.b in arms:
-                ma, mb, levels = _pair(matrices[world.name][c.a], matrices[world.name][c.b])
+                a, b = matrices[world.name][c.a], matrices[world.name][c.b]
+                ma, mb, levels = _pair(a, b)
                 entry["contrasts"][c.name] = (world_t_interval(ma, mb, levels).to_dict()
-                                              | per_seed_differences(matrices[world.name][c.a],
-                                                                     matrices[world.name][c.b]))
+                                              | per_seed_differences(ma, mb, levels, paired_seeds(a, b)))
         out["worlds"][world.name] = entry
     for pool, member in POOLS.items():
         chosen = [w for w in worlds if member(w)]

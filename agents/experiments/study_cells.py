@@ -336,12 +336,9 @@ def _write_json(path: Path, data: Any, indent: int | None = 1) -> None:
 
 def worker(cell: Cell, out: str, budget: Budget, model_path: str, split: str, force: bool) -> dict[str, Any]:
     """Entry point of a `--jobs` worker process (one thread, like the main process)."""
-    import torch
+    from agents.experiments.reproduce import start_worker
 
-    from agents.experiments.reproduce import _quiet_transformers
-
-    torch.set_num_threads(1)
-    _quiet_transformers()
+    start_worker()
     return run_cell(cell, out, budget, model_path, split, force=force)
 
 

@@ -19,12 +19,9 @@ from agents.experiments.worlds import World
 
 def build_and_measure(world: World, rule: ReplacementRule) -> dict[str, Any] | None:
     """Entry point of a worker process (one thread): the world's base built (cached) and measured."""
-    import torch
+    from agents.experiments.reproduce import start_worker
 
-    from agents.experiments.reproduce import _quiet_transformers
-
-    torch.set_num_threads(1)
-    _quiet_transformers()
+    start_worker()
     return measure_base(world, rule, build=True, progress=False)
 
 
